@@ -1,0 +1,757 @@
+"""The asyncio edge of the BGP speaker: sockets, timers and tables around the sans-IO `Session`.
+
+Everything protocol-shaped is decided in `fsm.Session`; this module only carries its actions
+out. Received bytes go through `asyncio.Protocol.data_received`, so one socket read of many
+UPDATEs is handled in one call with no await per message, and the loop is back to timers
+within one read's worth of work: keepalives leave on time while a full table arrives.
+Outbound routes go through a per-peer queue of pending changes drained by a task that yields
+between batches and waits whenever the peer's socket buffer is full (perf-robustness.md B.5,
+cases 23, 24 and 27).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import random
+import socket
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+
+from bgplab.bgp.events import (
+    EndOfRib,
+    Event,
+    NotificationEvent,
+    PeerStateChanged,
+    RoutesReceived,
+    RoutesWithdrawn,
+    UpdateErrorsEvent,
+)
+from bgplab.bgp.fsm import (
+    Action,
+    Connect,
+    Disconnect,
+    Negotiated,
+    NotificationReceived,
+    NotificationSent,
+    Received,
+    RefreshRequested,
+    Send,
+    Session,
+    SessionConfig,
+    SessionDown,
+    SessionUp,
+    StartTimer,
+    State,
+    StateChanged,
+    StopTimer,
+    Timer,
+    UpdateErrors,
+    collision_loser,
+)
+from bgplab.bgp.sockets import family_of, new_tcp_socket, set_md5, set_ttl_security
+from bgplab.bgp.wire.attributes import PathAttributes, prepend
+from bgplab.bgp.wire.constants import CeaseSubcode, ErrorCode, Origin
+from bgplab.bgp.wire.errors import UpdateError
+from bgplab.bgp.wire.messages import Notification, encode_notification, shutdown_data
+from bgplab.bgp.wire.update import (
+    IPV4_UNICAST,
+    IPV6_UNICAST,
+    Family,
+    Update,
+    end_of_rib,
+    pack_announcements,
+    pack_withdrawals,
+)
+
+log = logging.getLogger("bgplab.speaker")
+
+_JITTERED = (Timer.KEEPALIVE, Timer.CONNECT_RETRY)  # RFC 4271 section 10: jitter these
+_WRITE_BATCH = 256 * 1024
+_EVENT_HIGH_WATER = 20000
+_EVENT_LOW_WATER = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class PeerConfig:
+    """One neighbour, as an operator configures it."""
+
+    address: str
+    asn: int | None
+    passive: bool = False
+    md5: str | None = None
+    hold_time: int = 90
+    keepalive: int | None = None
+    port: int = 179
+    local_address: str | None = None
+    ttl_security: bool = False
+    families: tuple[Family, ...] = (IPV4_UNICAST, IPV6_UNICAST)
+    connect_retry: float = 5.0
+    idle_hold: float = 1.0
+    min_hold_time: int = 3
+    enforce_first_as: bool = True
+    extended_message: bool = True
+
+    @property
+    def key(self) -> str:
+        return str(ipaddress.ip_address(self.address))
+
+
+class _Conn(asyncio.Protocol):
+    """One TCP connection; hands everything to the link that owns it (or to the speaker until one does)."""
+
+    def __init__(self, speaker: Speaker, link: _Link | None = None) -> None:
+        self.speaker = speaker
+        self.link = link
+        self.transport: asyncio.Transport | None = None
+        self.closed = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.link is None:
+            self.speaker._incoming(self, transport)
+        else:
+            self.link.attached(self, transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self.link is not None and self.link.conn is self:
+            self.link.run(self.link.session.data_received(data))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+        if self.link is not None and self.link.conn is self:
+            self.link.conn = None
+            self.link.run(self.link.session.connection_failed(f"connection lost: {exc or 'closed by peer'}"))
+
+    def pause_writing(self) -> None:
+        if self.link is not None and self.link.conn is self:
+            self.link.writable.clear()
+            self.link.run(self.link.session.send_blocked())
+
+    def resume_writing(self) -> None:
+        if self.link is not None and self.link.conn is self:
+            self.link.writable.set()
+            self.link.run(self.link.session.send_unblocked())
+
+
+class _Link:
+    """A Session with the connection and timers it drives; a peer has one, two during a collision."""
+
+    def __init__(self, peer: Peer, session: Session) -> None:
+        self.peer = peer
+        self.session = session
+        self.conn: _Conn | None = None
+        self.outgoing = False
+        self.writable = asyncio.Event()
+        self.writable.set()
+        self._timers: dict[Timer, asyncio.TimerHandle] = {}
+        self._connecting: asyncio.Task[None] | None = None
+        self._loop = asyncio.get_running_loop()
+
+    @property
+    def transport(self) -> asyncio.Transport | None:
+        return self.conn.transport if self.conn is not None else None
+
+    def attached(self, conn: _Conn, transport: asyncio.Transport) -> None:
+        """An outgoing connection completed; use it only if the session still wants one."""
+        if self.conn is None and self.session.state in (State.CONNECT, State.ACTIVE):
+            self.conn = conn
+            self.outgoing = True
+            self.run(self.session.connection_made())
+        else:
+            conn.link = None
+            transport.close()
+
+    def adopt(self, conn: _Conn) -> None:
+        """Take over an accepted connection."""
+        self.cancel_connect()
+        conn.link = self
+        self.conn = conn
+        self.outgoing = False
+        self.writable.set()
+        self.run(self.session.connection_made())
+
+    def run(self, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, Received):
+                self.peer._on_update(action.update)
+            elif isinstance(action, Send):
+                transport = self.transport
+                if transport is not None and not transport.is_closing():
+                    transport.write(action.data)
+            elif isinstance(action, StartTimer):
+                self._arm(action.timer, action.seconds)
+            elif isinstance(action, StopTimer):
+                handle = self._timers.pop(action.timer, None)
+                if handle is not None:
+                    handle.cancel()
+            elif isinstance(action, StateChanged):
+                self.peer._on_state(self, action)
+            elif isinstance(action, Connect):
+                self.cancel_connect()
+                self._connecting = self._loop.create_task(self._connect())
+            elif isinstance(action, Disconnect):
+                self.cancel_connect()
+                conn, self.conn = self.conn, None
+                if conn is not None and conn.transport is not None:
+                    conn.link = None
+                    conn.transport.close()
+                self.writable.set()
+            elif isinstance(action, SessionUp):
+                self.peer._on_up(self, action.negotiated)
+            elif isinstance(action, SessionDown):
+                self.peer._on_down(action.reason)
+            elif isinstance(action, NotificationReceived | NotificationSent):
+                self.peer._on_notification(action)
+            elif isinstance(action, UpdateErrors):
+                self.peer._on_update_errors(action.errors)
+            elif isinstance(action, RefreshRequested):
+                self.peer._on_refresh()
+
+    def _arm(self, timer: Timer, seconds: float) -> None:
+        old = self._timers.pop(timer, None)
+        if old is not None:
+            old.cancel()
+        if timer in _JITTERED:
+            seconds *= random.uniform(0.75, 1.0)
+        self._timers[timer] = self._loop.call_later(seconds, self._fire, timer)
+
+    def _fire(self, timer: Timer) -> None:
+        self._timers.pop(timer, None)
+        self.run(self.session.timer_expired(timer))
+
+    def cancel_connect(self) -> None:
+        if self._connecting is not None:
+            self._connecting.cancel()
+            self._connecting = None
+
+    def cancel_timers(self) -> None:
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+
+    async def _connect(self) -> None:
+        cfg = self.peer.config
+        speaker = self.peer.speaker
+        sock: socket.socket | None = None
+        try:
+            sock = new_tcp_socket(speaker.netns, family_of(cfg.address))
+            self.peer._secure(sock)
+            if cfg.local_address:
+                sock.bind((cfg.local_address, 0))
+            await self._loop.sock_connect(sock, (cfg.address, cfg.port))
+            await self._loop.create_connection(lambda: speaker._track(_Conn(speaker, self)), sock=sock)
+            sock = None
+        except asyncio.CancelledError:
+            raise
+        except OSError as exc:
+            self._connecting = None
+            self.run(self.session.connection_failed(f"connect to {cfg.address}: {exc.strerror or exc}"))
+        finally:
+            if sock is not None:
+                sock.close()
+
+
+class Peer:
+    """One configured neighbour: its session(s), its Adj-RIB-In and its outbound queue."""
+
+    def __init__(self, speaker: Speaker, config: PeerConfig) -> None:
+        self.speaker = speaker
+        self.config = config
+        self.main = _Link(self, Session(self._session_config()))
+        self.candidate: _Link | None = None
+        self.rib_in: dict[Family, dict[int, PathAttributes]] = {}
+        self.negotiated: Negotiated | None = None
+        self.established_at: float | None = None
+        self.stats = {"updates_received": 0, "notifications_sent": 0, "notifications_received": 0, "flaps": 0}
+        self._pending: dict[Family, dict[int, PathAttributes | None]] = {}
+        self._wake = asyncio.Event()
+        self._sender: asyncio.Task[None] | None = None
+        self._nh_cache: dict[tuple[int, str], PathAttributes] = {}
+        self._closing: list[asyncio.Future[None]] = []
+
+    @property
+    def address(self) -> str:
+        return self.config.key
+
+    @property
+    def state(self) -> State:
+        return self.main.session.state
+
+    def received_count(self) -> int:
+        return sum(len(t) for t in self.rib_in.values())
+
+    def _session_config(self) -> SessionConfig:
+        cfg = self.config
+        return SessionConfig(
+            local_asn=self.speaker.asn,
+            router_id=self.speaker.router_id,
+            peer_asn=cfg.asn,
+            hold_time=cfg.hold_time,
+            keepalive=cfg.keepalive,
+            min_hold_time=cfg.min_hold_time,
+            passive=cfg.passive,
+            connect_retry=cfg.connect_retry,
+            idle_hold=cfg.idle_hold,
+            families=cfg.families,
+            extended_message=cfg.extended_message,
+            enforce_first_as=cfg.enforce_first_as,
+        )
+
+    def _secure(self, sock: socket.socket) -> None:
+        if self.config.md5:
+            set_md5(sock, self.config.address, self.config.md5)
+        if self.config.ttl_security:
+            set_ttl_security(sock)
+
+    # ---- control
+
+    def start(self) -> None:
+        self.main.run(self.main.session.start())
+
+    def stop(self, subcode: int = CeaseSubcode.ADMINISTRATIVE_SHUTDOWN, message: str = "") -> None:
+        data = shutdown_data(message) if message and subcode in (2, 4) else b""
+        for link in self._links():
+            if link.conn is not None:
+                self._closing.append(link.conn.closed)
+            link.run(link.session.stop(subcode, data))
+        self.candidate = None
+
+    def reset(self, code: int, subcode: int, data: bytes = b"", reason: str = "") -> None:
+        """Tear the session down with a NOTIFICATION of the caller's choosing; it restarts by itself."""
+        self.main.run(self.main.session.fail(code, subcode, data, reason))
+
+    def _links(self) -> list[_Link]:
+        return [self.main] + ([self.candidate] if self.candidate is not None else [])
+
+    async def closed(self) -> None:
+        """Wait (briefly) until the connections `stop` closed are gone, so a final NOTIFICATION has left."""
+        waits, self._closing = self._closing, []
+        if waits:
+            await asyncio.wait(waits, timeout=1.0)
+
+    # ---- incoming connections and collisions (RFC 4271 section 6.8)
+
+    def incoming(self, conn: _Conn, transport: asyncio.Transport) -> None:
+        state = self.main.session.state
+        if state is State.IDLE:
+            transport.close()
+        elif state in (State.CONNECT, State.ACTIVE):
+            self.main.adopt(conn)
+        elif state is State.ESTABLISHED or self.candidate is not None:
+            note = Notification(ErrorCode.CEASE, CeaseSubcode.CONNECTION_COLLISION_RESOLUTION)
+            transport.write(encode_notification(note))
+            transport.close()
+        else:
+            session = Session(self._session_config(), state=State.ACTIVE, auto_restart=False)
+            self.candidate = _Link(self, session)
+            self.candidate.adopt(conn)
+
+    def _resolve_collision(self) -> None:
+        main, cand = self.main, self.candidate
+        if cand is None:
+            return
+        if main.session.state is State.ESTABLISHED:
+            if cand.session.state is State.OPENCONFIRM:
+                cand.run(cand.session.close_collision())
+                self.candidate = None
+            return
+        if cand.session.state is not State.OPENCONFIRM:
+            return
+        if main.session.state is State.OPENCONFIRM:
+            remote_id = cand.session.peer_router_id or "0.0.0.0"
+            loser = collision_loser(self.speaker.router_id, remote_id)
+            main_loses = main.outgoing == (loser == "local")
+        else:
+            main_loses = True  # the main session has no connection left to keep
+        if main_loses:
+            main.run(main.session.close_collision())
+            main.cancel_timers()
+            cand.session.auto_restart = True
+            self.main = cand
+        else:
+            cand.run(cand.session.close_collision())
+        self.candidate = None
+
+    # ---- session callbacks
+
+    def _on_state(self, link: _Link, change: StateChanged) -> None:
+        if link is self.candidate and change.new is State.IDLE:
+            self.candidate = None
+            return
+        if change.new is State.OPENCONFIRM:
+            self._resolve_collision()
+        if link is self.main:
+            self.speaker._emit(
+                PeerStateChanged(time.monotonic(), self.address, change.old.value, change.new.value, change.reason)
+            )
+
+    def _on_up(self, link: _Link, negotiated: Negotiated) -> None:
+        self.negotiated = negotiated
+        self.established_at = time.monotonic()
+        self._pending = {fam: dict(self.speaker._originated.get(fam, {})) for fam in negotiated.families}
+        self._sender = asyncio.get_running_loop().create_task(self._send_loop(link, negotiated))
+        self._wake.set()
+
+    def _on_down(self, reason: str) -> None:
+        self.stats["flaps"] += 1
+        self.negotiated = None
+        self.established_at = None
+        if self._sender is not None:
+            self._sender.cancel()
+            self._sender = None
+        self._pending = {}
+        self._nh_cache = {}
+        rib, self.rib_in = self.rib_in, {}
+        now = time.monotonic()
+        for family, table in rib.items():
+            if table:
+                self.speaker._emit(RoutesWithdrawn(now, self.address, family, list(table), f"session down: {reason}"))
+
+    def _on_notification(self, action: NotificationReceived | NotificationSent) -> None:
+        note = action.notification
+        direction = "received" if isinstance(action, NotificationReceived) else "sent"
+        self.stats[f"notifications_{direction}"] += 1
+        log.info("%s %s NOTIFICATION %s", self.address, direction, note.describe())
+        self.speaker._emit(
+            NotificationEvent(
+                time.monotonic(), self.address, direction, note.code, note.subcode, note.data, note.describe()
+            )
+        )
+
+    def _on_update_errors(self, errors: tuple[UpdateError, ...]) -> None:
+        for error in errors:
+            log.warning("%s UPDATE error handled per RFC 7606: %s", self.address, error)
+        self.speaker._emit(UpdateErrorsEvent(time.monotonic(), self.address, errors))
+
+    def _on_refresh(self) -> None:
+        if self.negotiated is not None:
+            for fam in self.negotiated.families:
+                self._pending.setdefault(fam, {}).update(self.speaker._originated.get(fam, {}))
+            self._wake.set()
+
+    def _on_update(self, update: Update) -> None:
+        self.stats["updates_received"] += 1
+        speaker = self.speaker
+        listening = bool(speaker._subscribers)
+        now = time.monotonic() if listening else 0.0
+        attrs = update.attributes
+        if attrs is not None:
+            for family, keys, next_hops in update.announced():
+                if family != IPV4_UNICAST:
+                    attrs = self._with_next_hop(attrs, next_hops[0])
+                table = self.rib_in.get(family)
+                if table is None:
+                    table = self.rib_in[family] = {}
+                table.update(dict.fromkeys(keys, attrs))
+                if listening:
+                    speaker._emit(RoutesReceived(now, self.address, family, keys, attrs))
+        for family, keys in update.withdrawals():
+            table = self.rib_in.get(family)
+            if table is not None:
+                pop = table.pop
+                for key in keys:
+                    pop(key, None)
+            if listening:
+                speaker._emit(RoutesWithdrawn(now, self.address, family, keys))
+        if listening and not update.nlri and not update.withdrawn:
+            family_eor = update.end_of_rib()
+            if family_eor is not None:
+                speaker._emit(EndOfRib(now, self.address, family_eor))
+
+    def _with_next_hop(self, attrs: PathAttributes, next_hop: str) -> PathAttributes:
+        """MP_REACH next hops are per UPDATE, not attributes; fold them in so a route is one object."""
+        key = (id(attrs), next_hop)
+        cached = self._nh_cache.get(key)
+        if cached is None or cached.next_hop != next_hop:
+            if len(self._nh_cache) > 65536:
+                self._nh_cache.clear()
+            cached = self._nh_cache[key] = replace(attrs, next_hop=next_hop)
+        return cached
+
+    # ---- outbound
+
+    def enqueue(self, family: Family, keys: Iterable[int], attrs: PathAttributes | None) -> None:
+        if self.negotiated is None or family not in self.negotiated.families:
+            return
+        self._pending.setdefault(family, {}).update(dict.fromkeys(keys, attrs))
+        self._wake.set()
+
+    async def _send_loop(self, link: _Link, negotiated: Negotiated) -> None:
+        eor_sent = False
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                family, batch = next(iter(self._pending.items()))
+                del self._pending[family]
+                await self._send_batch(link, negotiated, family, batch)
+            if not eor_sent:
+                for family in sorted(negotiated.families):
+                    await self._write(link, [end_of_rib(family)])
+                eor_sent = True
+
+    async def _send_batch(
+        self, link: _Link, negotiated: Negotiated, family: Family, batch: dict[int, PathAttributes | None]
+    ) -> None:
+        max_len = negotiated.max_message_length
+        withdrawn = [k for k, a in batch.items() if a is None]
+        if withdrawn:
+            await self._write(link, pack_withdrawals(family, withdrawn, max_len))
+        groups: dict[int, tuple[PathAttributes, list[int]]] = {}
+        for key, attrs in batch.items():
+            if attrs is not None:
+                group = groups.get(id(attrs))
+                if group is None:
+                    group = groups[id(attrs)] = (attrs, [])
+                group[1].append(key)
+        for attrs, keys in groups.values():
+            exported = self._export(link, negotiated, family, attrs)
+            if exported is None:
+                continue
+            hops = (exported.next_hop,) if exported.next_hop else ()
+            await self._write(link, pack_announcements(family, exported, keys, negotiated.codec, max_len, hops))
+
+    async def _write(self, link: _Link, messages: list[bytes]) -> None:
+        """Write in batches, yielding to the loop and waiting while the socket buffer is full."""
+        start = 0
+        while start < len(messages):
+            transport = link.transport
+            if transport is None or transport.is_closing():
+                return
+            size = 0
+            end = start
+            while end < len(messages) and size < _WRITE_BATCH:
+                size += len(messages[end])
+                end += 1
+            transport.writelines(messages[start:end])
+            start = end
+            await link.writable.wait()
+            await asyncio.sleep(0)
+
+    def _export(
+        self, link: _Link, negotiated: Negotiated, family: Family, attrs: PathAttributes
+    ) -> PathAttributes | None:
+        """What a route looks like on the wire to this peer (RFC 4271 section 5.1)."""
+        next_hop = attrs.next_hop
+        if next_hop is None:
+            transport = link.transport
+            local = transport.get_extra_info("sockname")[0] if transport is not None else None
+            if local is None:
+                return None
+            local_is_v6 = ":" in local
+            if local_is_v6 != (family == IPV6_UNICAST):
+                log.warning("%s: no %s next hop for a route without one; not sent", self.address, family)
+                return None
+            next_hop = local.split("%")[0]
+        if negotiated.codec.ebgp:
+            as_path = prepend(attrs.as_path, self.speaker.asn)
+            local_pref = None
+        else:
+            as_path = attrs.as_path or ()
+            local_pref = attrs.local_pref if attrs.local_pref is not None else 100
+        origin = attrs.origin if attrs.origin is not None else int(Origin.IGP)
+        return replace(attrs, as_path=as_path, next_hop=next_hop, local_pref=local_pref, origin=origin)
+
+
+@dataclass
+class Subscription:
+    """An event stream; iterating it yields events until the speaker stops or it is closed."""
+
+    speaker: Speaker
+    queue: asyncio.Queue[Event | None] = field(default_factory=asyncio.Queue)
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Event]:
+        while True:
+            event = await self.queue.get()
+            if event is None:
+                return
+            if self.speaker._reading_paused and self.queue.qsize() < _EVENT_LOW_WATER:
+                self.speaker._pause_reading(False)
+            yield event
+
+    def close(self) -> None:
+        if self in self.speaker._subscribers:
+            self.speaker._subscribers.remove(self)
+        self.queue.put_nowait(None)
+
+
+class Speaker:
+    """A BGP speaker: one AS, one router id, any number of peers, all in one network namespace."""
+
+    def __init__(
+        self, asn: int, router_id: str, *, listen: Sequence[tuple[str, int]] = (), netns: str | None = None
+    ) -> None:
+        self.asn = asn
+        self.router_id = router_id
+        self.listen = list(listen)
+        self.netns = netns
+        self.peers: dict[str, Peer] = {}
+        self._originated: dict[Family, dict[int, PathAttributes]] = {}
+        self._subscribers: list[Subscription] = []
+        self._servers: list[asyncio.Server] = []
+        self._listen_socks: list[socket.socket] = []
+        self._conns: set[_Conn] = set()
+        self._reading_paused = False
+        self._started = False
+
+    # ---- lifecycle
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        for address, port in self.listen:
+            family = family_of(address)
+            sock = new_tcp_socket(self.netns, family)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind((address, port))
+                sock.listen(64)
+                for peer in self.peers.values():
+                    self._secure_listener(sock, peer.config)
+            except OSError:
+                sock.close()
+                await self._close_servers()
+                raise
+            self._listen_socks.append(sock)
+            self._servers.append(await loop.create_server(lambda: self._track(_Conn(self)), sock=sock))
+        self._started = True
+        for peer in self.peers.values():
+            peer.start()
+
+    async def stop(self, message: str = "") -> None:
+        """Cease (administrative shutdown) to every peer, wait for the NOTIFICATIONs to leave, close."""
+        self._started = False
+        for peer in self.peers.values():
+            peer.stop(CeaseSubcode.ADMINISTRATIVE_SHUTDOWN, message)
+        await asyncio.gather(*(peer.closed() for peer in self.peers.values()))
+        for peer in self.peers.values():
+            for link in peer._links():
+                link.cancel_timers()
+                link.cancel_connect()
+        await self._close_servers()
+        for sub in list(self._subscribers):
+            sub.close()
+
+    async def _close_servers(self) -> None:
+        for server in self._servers:
+            server.close()
+        for conn in list(self._conns):
+            if conn.transport is not None:
+                conn.transport.abort()
+        self._servers.clear()
+        for sock in self._listen_socks:
+            sock.close()
+        self._listen_socks.clear()
+
+    def _track(self, conn: _Conn) -> _Conn:
+        self._conns.add(conn)
+        conn.closed.add_done_callback(lambda _: self._conns.discard(conn))
+        return conn
+
+    # ---- peers
+
+    def add_peer(self, config: PeerConfig) -> Peer:
+        if config.key in self.peers:
+            raise ValueError(f"peer {config.key} already configured")
+        peer = Peer(self, config)
+        self.peers[config.key] = peer
+        for sock in self._listen_socks:
+            self._secure_listener(sock, config)
+        if self._started:
+            peer.start()
+        return peer
+
+    async def remove_peer(self, address: str) -> None:
+        peer = self.peers.pop(str(ipaddress.ip_address(address)))
+        peer.stop(CeaseSubcode.PEER_DECONFIGURED)
+        await peer.closed()
+        for sock in self._listen_socks:
+            if peer.config.md5:
+                with contextlib.suppress(OSError):
+                    set_md5(sock, peer.config.address, None)
+
+    async def reconfigure_peer(self, config: PeerConfig) -> Peer:
+        """Apply a changed configuration: the session restarts with Cease 6/6, as routers do."""
+        old = self.peers.get(config.key)
+        if old is not None and old.config == config:
+            return old
+        if old is not None:
+            self.peers.pop(config.key)
+            old.stop(CeaseSubcode.OTHER_CONFIGURATION_CHANGE)
+            await old.closed()
+        return self.add_peer(config)
+
+    def peer(self, address: str) -> Peer:
+        return self.peers[str(ipaddress.ip_address(address))]
+
+    def _secure_listener(self, sock: socket.socket, config: PeerConfig) -> None:
+        if config.md5 and family_of(config.address) == sock.family:
+            set_md5(sock, config.address, config.md5)
+        if config.ttl_security and family_of(config.address) == sock.family:
+            set_ttl_security(sock)
+
+    def _incoming(self, conn: _Conn, transport: asyncio.Transport) -> None:
+        host = transport.get_extra_info("peername")[0].split("%")[0]
+        peer = self.peers.get(str(ipaddress.ip_address(host)))
+        if peer is None:
+            log.info("connection from unconfigured %s refused", host)
+            transport.close()
+            return
+        peer.incoming(conn, transport)
+
+    # ---- routes
+
+    def announce(self, family: Family, keys: Iterable[int], attrs: PathAttributes) -> None:
+        """Originate prefixes with one attribute set; `attrs.next_hop` None means our own address."""
+        keys = list(keys)
+        self._originated.setdefault(family, {}).update(dict.fromkeys(keys, attrs))
+        for peer in self.peers.values():
+            peer.enqueue(family, keys, attrs)
+
+    def withdraw(self, family: Family, keys: Iterable[int]) -> None:
+        table = self._originated.get(family, {})
+        gone = [k for k in keys if table.pop(k, None) is not None]
+        for peer in self.peers.values():
+            peer.enqueue(family, gone, None)
+
+    def originated(self, family: Family) -> dict[int, PathAttributes]:
+        return self._originated.get(family, {})
+
+    # ---- events
+
+    def subscribe(self) -> Subscription:
+        sub = Subscription(self)
+        self._subscribers.append(sub)
+        return sub
+
+    def _emit(self, event: Event) -> None:
+        for sub in self._subscribers:
+            sub.queue.put_nowait(event)
+            if not self._reading_paused and sub.queue.qsize() > _EVENT_HIGH_WATER:
+                self._pause_reading(True)
+
+    def _pause_reading(self, pause: bool) -> None:
+        """Back-pressure: a slow consumer of events slows the peers down instead of growing memory."""
+        self._reading_paused = pause
+        for peer in self.peers.values():
+            for link in peer._links():
+                transport = link.transport
+                if transport is not None and not transport.is_closing():
+                    if pause:
+                        transport.pause_reading()
+                    else:
+                        transport.resume_reading()
