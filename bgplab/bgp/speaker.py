@@ -272,7 +272,13 @@ class Peer:
         self.rib_in: dict[Family, dict[int, PathAttributes]] = {}
         self.negotiated: Negotiated | None = None
         self.established_at: float | None = None
-        self.stats = {"updates_received": 0, "notifications_sent": 0, "notifications_received": 0, "flaps": 0}
+        self.stats = {
+            "updates_received": 0,
+            "prefixes_received": 0,
+            "notifications_sent": 0,
+            "notifications_received": 0,
+            "flaps": 0,
+        }
         self._pending: dict[Family, dict[int, PathAttributes | None]] = {}
         self._wake = asyncio.Event()
         self._sender: asyncio.Task[None] | None = None
@@ -453,6 +459,7 @@ class Peer:
                 if table is None:
                     table = self.rib_in[family] = {}
                 table.update(dict.fromkeys(keys, attrs))
+                self.stats["prefixes_received"] += len(keys)
                 if listening:
                     speaker._emit(RoutesReceived(now, self.address, family, keys, attrs))
         for family, keys in update.withdrawals():
