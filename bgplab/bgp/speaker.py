@@ -91,9 +91,11 @@ class PeerConfig:
     families: tuple[Family, ...] = (IPV4_UNICAST, IPV6_UNICAST)
     connect_retry: float = 5.0
     idle_hold: float = 1.0
+    idle_hold_max: float = 60.0
     min_hold_time: int = 3
     enforce_first_as: bool = True
     extended_message: bool = True
+    send_hold_time: float | None = None
 
     @property
     def key(self) -> str:
@@ -308,9 +310,11 @@ class Peer:
             passive=cfg.passive,
             connect_retry=cfg.connect_retry,
             idle_hold=cfg.idle_hold,
+            idle_hold_max=cfg.idle_hold_max,
             families=cfg.families,
             extended_message=cfg.extended_message,
             enforce_first_as=cfg.enforce_first_as,
+            send_hold_time=cfg.send_hold_time,
         )
 
     def _secure(self, sock: socket.socket) -> None:
