@@ -288,8 +288,8 @@ async def test_send_hold_timer_closes_a_peer_that_stopped_reading() -> None:
         await eventually(
             lambda: any("send hold" in e.reason for e in rec.of(PeerStateChanged)), timeout=8, what="send hold expiry"
         )
-        down = [e for e in rec.of(PeerStateChanged) if "send hold" in e.reason][0]
-        up = [e for e in rec.of(PeerStateChanged) if e.new == "established"][0]
+        down = next(e for e in rec.of(PeerStateChanged) if "send hold" in e.reason)
+        up = next(e for e in rec.of(PeerStateChanged) if e.new == "established")
         assert 1.0 <= down.time - up.time <= 4.0
         assert not rec.of(NotificationEvent)  # RFC 9687: close, no NOTIFICATION behind the stuck data
         sock.close()
