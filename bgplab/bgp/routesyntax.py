@@ -191,8 +191,12 @@ def parse_route(line: str) -> RouteSpec:
         elif word == "atomic-aggregate":
             fields["atomic_aggregate"] = True
         elif word == "aggregator":
-            items, i = _take_list(tokens, i)
-            text = " ".join(t for t in items if t not in "()")
+            if i < len(tokens) and tokens[i] == "(" and ")" in tokens[i:]:
+                end = tokens.index(")", i)
+                items, i = tokens[i + 1 : end], end + 1
+            else:
+                items, i = _take_list(tokens, i)
+            text = "".join(items)
             asn, _, address = text.partition(":")
             try:
                 fields["aggregator"] = Aggregator(_asn(asn.strip()), str(ipaddress.IPv4Address(address.strip())))
