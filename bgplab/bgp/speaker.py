@@ -96,6 +96,8 @@ class PeerConfig:
     enforce_first_as: bool = True
     extended_message: bool = True
     send_hold_time: float | None = None
+    allow_own_as: int = 0
+    """allowas-in: how many times our own AS may appear in a received path before it is a loop."""
 
     @property
     def key(self) -> str:
@@ -277,6 +279,7 @@ class Peer:
         self.stats = {
             "updates_received": 0,
             "prefixes_received": 0,
+            "loop_discarded": 0,
             "notifications_sent": 0,
             "notifications_received": 0,
             "flaps": 0,
@@ -456,7 +459,14 @@ class Peer:
         now = time.monotonic() if listening else 0.0
         attrs = update.attributes
         if attrs is not None:
+            looped = self._looped(attrs)
             for family, keys, next_hops in update.announced():
+                if looped:
+                    # RFC 4271 section 9.1.2: a path through our own AS is unusable; it
+                    # replaces (so removes) whatever the peer sent before for these prefixes.
+                    self.stats["loop_discarded"] += len(keys)
+                    self._remove(family, keys, now, listening, "AS path holds our AS")
+                    continue
                 if family != IPV4_UNICAST:
                     attrs = self._with_next_hop(attrs, next_hops[0])
                 table = self.rib_in.get(family)
@@ -467,17 +477,25 @@ class Peer:
                 if listening:
                     speaker._emit(RoutesReceived(now, self.address, family, keys, attrs))
         for family, keys in update.withdrawals():
-            table = self.rib_in.get(family)
-            if table is not None:
-                pop = table.pop
-                for key in keys:
-                    pop(key, None)
-            if listening:
-                speaker._emit(RoutesWithdrawn(now, self.address, family, keys))
+            self._remove(family, keys, now, listening, "withdrawn")
         if listening and not update.nlri and not update.withdrawn:
             family_eor = update.end_of_rib()
             if family_eor is not None:
                 speaker._emit(EndOfRib(now, self.address, family_eor))
+
+    def _remove(self, family: Family, keys: list[int], now: float, listening: bool, reason: str) -> None:
+        table = self.rib_in.get(family)
+        if table is not None:
+            pop = table.pop
+            for key in keys:
+                pop(key, None)
+        if listening:
+            self.speaker._emit(RoutesWithdrawn(now, self.address, family, keys, reason))
+
+    def _looped(self, attrs: PathAttributes) -> bool:
+        asn = self.speaker.asn
+        count = sum(seg.count(asn) for _, seg in attrs.as_path or ())
+        return count > self.config.allow_own_as
 
     def _with_next_hop(self, attrs: PathAttributes, next_hop: str) -> PathAttributes:
         """MP_REACH next hops are per UPDATE, not attributes; fold them in so a route is one object."""

@@ -343,3 +343,26 @@ async def test_listener_refuses_unconfigured_peers(listener: tuple[Speaker, int]
     stranger = await RawPeer.connect("127.0.0.10", port, "127.0.0.99")
     assert await stranger.closed(timeout=2)
     stranger.close()
+
+
+async def test_paths_through_our_own_as_are_dropped_unless_allowed(listener: tuple[Speaker, int]) -> None:
+    from tests.bgp.test_speaker_malformed import ORIGIN, attr, path, update
+
+    speaker, port = listener
+    peer = await raw(port, 17)
+    await peer.establish(65017, "10.0.0.17")
+    hop = attr(0x40, 3, bytes([127, 0, 0, 17]))
+    peer.send(update(ORIGIN + attr(0x40, 2, path(65017, 65100)) + hop))
+    table = speaker.peer("127.0.0.17")
+    await eventually(lambda: table.received_count() == 1, what="a clean path accepted")
+    peer.send(update(ORIGIN + attr(0x40, 2, path(65017, 65002, 65100)) + hop))  # 65002 is us
+    await eventually(lambda: table.received_count() == 0, what="looped path replacing the clean one")
+    assert table.stats["loop_discarded"] == 1
+    peer.close()
+    cfg = table.config
+    await speaker.reconfigure_peer(PeerConfig(**{**_fields(cfg), "allow_own_as": 1}))
+    peer = await raw(port, 17)
+    await peer.establish(65017, "10.0.0.17")
+    peer.send(update(ORIGIN + attr(0x40, 2, path(65017, 65002, 65100)) + hop))
+    await eventually(lambda: speaker.peer("127.0.0.17").received_count() == 1, what="allowas-in 1")
+    peer.close()
