@@ -160,27 +160,12 @@ async def test_withdrawals_both_ways(ours: Speaker, daemon: tuple[BgpDaemon, Lin
     assert key(THEIR_ROUTES[0].prefix) in peer.rib_in[IPV4_UNICAST]  # only what was withdrawn left
 
 
-def shut_neighbor(d: BgpDaemon, address: str, down: bool) -> None:
-    """Administratively shut (or re-enable) one session on the daemon: it sends us a Cease."""
-    if isinstance(d, FrrDaemon):
-        d.vtysh("configure terminal", f"router bgp {d.asn}", f"{'' if down else 'no '}neighbor {address} shutdown")
-    elif isinstance(d, BirdDaemon):
-        d.birdc("disable" if down else "enable", d._protocol(address))
-    elif isinstance(d, GobgpDaemon):
-        d.gobgp("neighbor", address, "disable" if down else "enable")
-    elif isinstance(d, ExabgpDaemon):
-        if down:
-            d._send([f"neighbor {address} teardown 2"])
-    else:
-        raise AssertionError(f"no shutdown command for {d.kind}")
-
-
 async def test_notification_from_the_peer_is_handled(ours: Speaker, daemon: tuple[BgpDaemon, LinkedPair]) -> None:
     d, _ = daemon
     rec = Recorder(ours)
     peer = ours.peer(THEIRS4)
     await eventually(lambda: peer.received_count() >= 1, 20, "their routes")
-    await off_loop(shut_neighbor, d, OURS4, True)
+    await off_loop(d.set_neighbor_enabled, OURS4, False)
     try:
         await eventually(
             lambda: any(n.direction == "received" for n in rec.of(NotificationEvent)),
@@ -196,7 +181,7 @@ async def test_notification_from_the_peer_is_handled(ours: Speaker, daemon: tupl
         )
         assert ours.peer(THEIRS6).state is State.ESTABLISHED  # the other session is untouched
     finally:
-        await off_loop(shut_neighbor, d, OURS4, False)
+        await off_loop(d.set_neighbor_enabled, OURS4, True)
         rec.close()
     await eventually(lambda: peer.state is State.ESTABLISHED, 30, "session back after re-enable")
 

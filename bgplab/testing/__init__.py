@@ -1,0 +1,1 @@
+"""Harness for tests and benchmarks that need real network namespaces and real BGP daemons."""
