@@ -91,6 +91,8 @@ class Neighbor:
     keepalive: int = 3
     families: tuple[str, ...] = FAMILIES
     port: int = 179
+    ttl_security: bool = False
+    """GTSM (RFC 5082) for a directly connected peer; FRR and BIRD only."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "address", _canonical_address(self.address))
@@ -158,6 +160,7 @@ class BgpDaemon(ABC):
 
     kind: ClassVar[str]
     start_timeout: ClassVar[float] = 20.0
+    supports_ttl_security: ClassVar[bool] = False
 
     def __init__(self, ns: Netns, asn: int, router_id: str, neighbors: Sequence[Neighbor],
                  routes: Sequence[Route] = (), listen_port: int = 179, *,
@@ -166,6 +169,8 @@ class BgpDaemon(ABC):
         self.asn = asn
         self.router_id = router_id
         self.neighbors = list(neighbors)
+        if not self.supports_ttl_security and any(n.ttl_security for n in self.neighbors):
+            raise ValueError(f"{type(self).__name__} cannot be configured for GTSM (ttl_security) here")
         self.routes: dict[str, Route] = {r.prefix: r for r in routes}
         self.listen_port = listen_port
         self.keep_workdir = keep_workdir or os.environ.get(KEEP_WORKDIR_ENV) == "1"
@@ -376,6 +381,7 @@ class FrrDaemon(BgpDaemon):
     """
 
     kind = "frr"
+    supports_ttl_security = True
     bgpd = "/usr/lib/frr/bgpd"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -469,6 +475,8 @@ class FrrDaemon(BgpDaemon):
                 lines.append(f" neighbor {a} passive")
             if n.md5:
                 lines.append(f" neighbor {a} password {n.md5}")
+            if n.ttl_security:
+                lines.append(f" neighbor {a} ttl-security hops 1")
         for family in FAMILIES:
             lines.append(f" address-family {family} unicast")
             for n in self.neighbors:
@@ -548,6 +556,7 @@ class BirdDaemon(BgpDaemon):
     """
 
     kind = "bird"
+    supports_ttl_security = True
 
     def _command(self) -> list[str]:
         d = self.workdir
@@ -604,6 +613,8 @@ class BirdDaemon(BgpDaemon):
                 lines.append("  passive on;")
             if n.md5:
                 lines.append(f'  password "{n.md5}";')
+            if n.ttl_security:
+                lines.append("  ttl security on;")
             lines += [f"  {f} {{ import all; export filter bl_export; }};" for f in n.families]
             lines.append("}")
         return "\n".join([*lines, ""])

@@ -229,3 +229,28 @@ async def test_md5_wrong_key_never_comes_up_right_key_does(kind: type[BgpDaemon]
             await established(right, d)
         finally:
             await right.stop()
+
+
+@pytest.mark.parametrize("kind", [FrrDaemon, BirdDaemon], ids=lambda k: k.kind)
+async def test_gtsm_both_sides_up_and_our_minimum_ttl_enforced(kind: type[BgpDaemon]) -> None:
+    """RFC 5082: with GTSM on both sides the session comes up, which the peer allows only if
+    our segments leave with TTL 255; against a peer that sends eBGP with TTL 1 (no GTSM), the
+    kernel drops everything it sends us and the session never comes up."""
+    for peer_gtsm, expect_up in ((True, True), (False, False)):
+        with LinkedPair("bgt") as lab:
+            d = kind(lab.b, THEIR_ASN, "10.255.0.2",
+                     [Neighbor(OURS4, OUR_ASN, passive=True, families=("ipv4",), ttl_security=peer_gtsm)])
+            with d:
+                speaker = Speaker(OUR_ASN, "10.255.0.1", netns=lab.a.name)
+                speaker.add_peer(PeerConfig(THEIRS4, THEIR_ASN, hold_time=9, ttl_security=True, connect_retry=1,
+                                            families=(IPV4_UNICAST,)))
+                await speaker.start()
+                try:
+                    if expect_up:
+                        await eventually(lambda: speaker.peer(THEIRS4).state is State.ESTABLISHED, 20, "GTSM up")
+                    else:
+                        await asyncio.sleep(4)
+                        assert speaker.peer(THEIRS4).state is not State.ESTABLISHED
+                        assert await off_loop(d.neighbor_state, OURS4) != "established"
+                finally:
+                    await speaker.stop()
