@@ -467,8 +467,8 @@ class Session:
                 raise self._unexpected("ROUTE-REFRESH")
             assert self.negotiated is not None
             request = decode_route_refresh(body)
-            if (request.afi, request.safi) not in self.negotiated.families:
-                return []  # RFC 2918 section 4: ignore a family we did not advertise
+            if (request.afi, request.safi) not in self.negotiated.families or request.subtype > 2:
+                return []  # RFC 2918 section 4 / RFC 7313 section 5: ignore
             return [RefreshRequested(request)]
         return []
 

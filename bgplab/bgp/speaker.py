@@ -54,9 +54,10 @@ from bgplab.bgp.fsm import (
 )
 from bgplab.bgp.sockets import family_of, new_tcp_socket, set_md5, set_ttl_security
 from bgplab.bgp.wire.attributes import PathAttributes, prepend
-from bgplab.bgp.wire.constants import CeaseSubcode, ErrorCode, Origin
+from bgplab.bgp.wire.constants import CeaseSubcode, ErrorCode, Origin, RouteRefreshSubtype
 from bgplab.bgp.wire.errors import UpdateError
-from bgplab.bgp.wire.messages import Notification, encode_notification, shutdown_data
+from bgplab.bgp.wire.messages import Notification, encode_notification, encode_route_refresh, shutdown_data
+from bgplab.bgp.wire.messages import RouteRefresh as RouteRefreshMessage
 from bgplab.bgp.wire.update import (
     IPV4_UNICAST,
     IPV6_UNICAST,
@@ -73,6 +74,9 @@ _JITTERED = (Timer.KEEPALIVE, Timer.CONNECT_RETRY)  # RFC 4271 section 10: jitte
 _WRITE_BATCH = 256 * 1024
 _EVENT_HIGH_WATER = 20000
 _EVENT_LOW_WATER = 2000
+_REFRESH_INTERVAL = 1.0
+_BORR = RouteRefreshSubtype.BEGINNING_OF_ROUTE_REFRESH
+_EORR = RouteRefreshSubtype.END_OF_ROUTE_REFRESH
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,7 +223,7 @@ class _Link:
             elif isinstance(action, UpdateErrors):
                 self.peer._on_update_errors(action.errors)
             elif isinstance(action, RefreshRequested):
-                self.peer._on_refresh()
+                self.peer._on_refresh(action.request)
 
     def _arm(self, timer: Timer, seconds: float) -> None:
         old = self._timers.pop(timer, None)
@@ -289,6 +293,10 @@ class Peer:
         self._sender: asyncio.Task[None] | None = None
         self._nh_cache: dict[tuple[int, str], PathAttributes] = {}
         self._closing: list[asyncio.Future[None]] = []
+        self._refresh: list[Family] = []
+        self._refresh_last: dict[Family, float] = {}
+        self._refresh_timers: dict[Family, asyncio.TimerHandle] = {}
+        self._stale: dict[Family, set[int]] = {}
 
     @property
     def address(self) -> str:
@@ -423,6 +431,11 @@ class Peer:
             self._sender.cancel()
             self._sender = None
         self._pending = {}
+        self._refresh = []
+        for handle in self._refresh_timers.values():
+            handle.cancel()
+        self._refresh_timers = {}
+        self._stale = {}
         self._nh_cache = {}
         rib, self.rib_in = self.rib_in, {}
         now = time.monotonic()
@@ -446,11 +459,38 @@ class Peer:
             log.warning("%s UPDATE error handled per RFC 7606: %s", self.address, error)
         self.speaker._emit(UpdateErrorsEvent(time.monotonic(), self.address, errors))
 
-    def _on_refresh(self) -> None:
-        if self.negotiated is not None:
-            for fam in self.negotiated.families:
-                self._pending.setdefault(fam, {}).update(self.speaker._originated.get(fam, {}))
-            self._wake.set()
+    def _on_refresh(self, request: RouteRefreshMessage) -> None:
+        family = (request.afi, request.safi)
+        if request.subtype == _BORR:
+            # RFC 7313: everything the peer had sent is stale until re-sent before its EoRR.
+            self._stale[family] = set(self.rib_in.get(family, ()))
+        elif request.subtype == _EORR:
+            stale = self._stale.pop(family, None)
+            if stale:
+                listening = bool(self.speaker._subscribers)
+                now = time.monotonic() if listening else 0.0
+                self._remove(family, list(stale), now, listening, "not re-sent in an enhanced route refresh")
+        else:
+            self._schedule_refresh(family)
+
+    def _schedule_refresh(self, family: Family) -> None:
+        """Resend at most once a second per family: a peer looping on refreshes costs us little."""
+        if family in self._refresh or family in self._refresh_timers:
+            return
+        loop = asyncio.get_running_loop()
+        wait = self._refresh_last.get(family, -_REFRESH_INTERVAL) + _REFRESH_INTERVAL - loop.time()
+
+        def queue() -> None:
+            self._refresh_timers.pop(family, None)
+            if self.negotiated is not None:
+                self._refresh_last[family] = loop.time()
+                self._refresh.append(family)
+                self._wake.set()
+
+        if wait <= 0:
+            queue()
+        else:
+            self._refresh_timers[family] = loop.call_later(wait, queue)
 
     def _on_update(self, update: Update) -> None:
         self.stats["updates_received"] += 1
@@ -474,6 +514,10 @@ class Peer:
                     table = self.rib_in[family] = {}
                 table.update(dict.fromkeys(keys, attrs))
                 self.stats["prefixes_received"] += len(keys)
+                if self._stale:
+                    stale = self._stale.get(family)
+                    if stale:
+                        stale.difference_update(keys)
                 if listening:
                     speaker._emit(RoutesReceived(now, self.address, family, keys, attrs))
         for family, keys in update.withdrawals():
@@ -520,7 +564,10 @@ class Peer:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self._pending:
+            while self._pending or self._refresh:
+                if self._refresh:
+                    await self._resend(link, negotiated, self._refresh.pop(0))
+                    continue
                 family, batch = next(iter(self._pending.items()))
                 del self._pending[family]
                 await self._send_batch(link, negotiated, family, batch)
@@ -528,6 +575,18 @@ class Peer:
                 for family in sorted(negotiated.families):
                     await self._write(link, [end_of_rib(family)])
                 eor_sent = True
+
+    async def _resend(self, link: _Link, negotiated: Negotiated, family: Family) -> None:
+        """Answer a ROUTE-REFRESH with the whole table, framed by BoRR/EoRR when the peer knows RFC 7313."""
+        batch = self._pending.pop(family, {})
+        batch.update(self.speaker._originated.get(family, {}))
+        enhanced = negotiated.enhanced_route_refresh
+        afi, safi = family
+        if enhanced:
+            await self._write(link, [encode_route_refresh(RouteRefreshMessage(afi, safi, _BORR))])
+        await self._send_batch(link, negotiated, family, batch)
+        if enhanced:
+            await self._write(link, [encode_route_refresh(RouteRefreshMessage(afi, safi, _EORR))])
 
     async def _send_batch(
         self, link: _Link, negotiated: Negotiated, family: Family, batch: dict[int, PathAttributes | None]

@@ -11,7 +11,7 @@ import socket
 from collections import deque
 
 from bgplab.bgp.wire import Framer, Notification, decode_notification, decode_open, encode_open
-from bgplab.bgp.wire.capabilities import FourOctetAs, Multiprotocol, RouteRefresh
+from bgplab.bgp.wire.capabilities import Capability, EnhancedRouteRefresh, FourOctetAs, Multiprotocol, RouteRefresh
 from bgplab.bgp.wire.constants import MessageType
 from bgplab.bgp.wire.messages import KEEPALIVE, Open
 
@@ -33,9 +33,12 @@ class RawPeer:
         reader, writer = await asyncio.open_connection(sock=sock)
         return cls(reader, writer)
 
-    async def establish(self, asn: int, router_id: str, hold: int = 30, four_octet: bool = True) -> Open:
-        caps: list[Multiprotocol | RouteRefresh | FourOctetAs] = [Multiprotocol(1, 1), Multiprotocol(2, 1)]
-        caps.append(RouteRefresh())
+    async def establish(
+        self, asn: int, router_id: str, hold: int = 30, four_octet: bool = True, enhanced_refresh: bool = False
+    ) -> Open:
+        caps: list[Capability] = [Multiprotocol(1, 1), Multiprotocol(2, 1), RouteRefresh()]
+        if enhanced_refresh:
+            caps.append(EnhancedRouteRefresh())
         if four_octet:
             caps.append(FourOctetAs(asn))
         self.send(encode_open(Open(asn, hold, router_id, tuple(caps))))

@@ -366,3 +366,43 @@ async def test_paths_through_our_own_as_are_dropped_unless_allowed(listener: tup
     peer.send(update(ORIGIN + attr(0x40, 2, path(65017, 65002, 65100)) + hop))
     await eventually(lambda: speaker.peer("127.0.0.17").received_count() == 1, what="allowas-in 1")
     peer.close()
+
+
+async def test_enhanced_route_refresh_markers_stale_purge_and_rate_limit(listener: tuple[Speaker, int]) -> None:
+    """RFC 7313 both ways: our resend is framed by BoRR/EoRR; the peer's BoRR..EoRR purges what it
+    did not re-send; a second refresh within a second is deferred, not answered at once."""
+    from bgplab.bgp.wire.messages import decode_route_refresh
+    from tests.bgp.test_speaker_malformed import ORIGIN, attr, path, update
+
+    good = ORIGIN + attr(0x40, 2, path(65018)) + attr(0x40, 3, bytes([127, 0, 0, 18]))
+    speaker, port = listener
+    speaker.announce(IPV4_UNICAST, [key("192.0.2.0/25")], ATTRS.with_changes(next_hop="127.0.0.10"))
+    peer = await raw(port, 18)
+    await peer.establish(65018, "10.0.0.18", enhanced_refresh=True)
+    peer.send(encode_route_refresh(RouteRefreshMessage(1, 1)))
+    kinds = []
+    while len(kinds) < 50:
+        msg_type, body = await peer.read_message()
+        if msg_type == MessageType.ROUTE_REFRESH:
+            kinds.append(("refresh", decode_route_refresh(body).subtype))
+            if kinds[-1] == ("refresh", 2):
+                break
+        elif msg_type == MessageType.UPDATE:
+            kinds.append(("update", tuple(decode_update(body, CodecContext()).nlri)))
+    start = kinds.index(("refresh", 1))
+    assert kinds[start:] == [("refresh", 1), ("update", (key("192.0.2.0/25"),)), ("refresh", 2)]
+
+    table = speaker.peer("127.0.0.18")
+    peer.send(update(good, bytes([24, 198, 51, 100])) + update(good, bytes([24, 203, 0, 113])))
+    await eventually(lambda: table.received_count() == 2)
+    peer.send(encode_route_refresh(RouteRefreshMessage(1, 1, 1)))  # BoRR
+    peer.send(update(good, bytes([24, 198, 51, 100])))  # only one of the two comes again
+    peer.send(encode_route_refresh(RouteRefreshMessage(1, 1, 2)))  # EoRR
+    await eventually(lambda: table.received_count() == 1, what="stale route purged at EoRR")
+    assert list(table.rib_in[IPV4_UNICAST]) == [key("198.51.100.0/24")]
+
+    first = time.monotonic()
+    peer.send(encode_route_refresh(RouteRefreshMessage(1, 1)))
+    await peer.read_until(MessageType.ROUTE_REFRESH)  # BoRR of the answer
+    assert time.monotonic() - first >= 0.3  # within a second of the previous refresh: deferred
+    peer.close()
