@@ -57,13 +57,13 @@ def test_two_speakers_exchange_routes_in_the_json_contract(tmp_path: Path) -> No
     routes = tmp_path / "routes.txt"
     routes.write_text(ROUTES)
     port = free_port("127.0.0.2")
-    receiver = speak("--asn", "65002", "--router-id", "10.0.0.2", "--listen", f"127.0.0.2:{port}",
+    receiver = speak("--asn", "65020", "--router-id", "10.0.0.2", "--listen", f"127.0.0.2:{port}",
                      "--peer", "127.0.0.1,65001,passive,hold=9", "--json")
     sender = None
     try:
         time.sleep(0.5)
         sender = speak("--asn", "65001", "--router-id", "10.0.0.1", "--announce", str(routes), "--json",
-                       "--peer", f"127.0.0.2,65002,port={port},local=127.0.0.1,hold=9")
+                       "--peer", f"127.0.0.2,65020,port={port},local=127.0.0.1,hold=9")
         events = read_until(receiver, lambda e: e["type"] == "eor" and e["family"] == "ipv6-unicast")
         states = [e["state"] for e in events if e["type"] == "state"]
         assert states[-1] == "established" and "opensent" in states
