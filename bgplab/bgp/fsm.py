@@ -107,6 +107,15 @@ class SessionConfig:
     """Advertise the graceful restart capability with this restart time; None leaves it out."""
     enforce_first_as: bool = True
 
+    def __post_init__(self) -> None:
+        if self.hold_time in (1, 2) or not 0 <= self.hold_time <= 65535:
+            raise ValueError(f"hold time {self.hold_time}: must be 0 or 3..65535 (RFC 4271)")
+        if self.keepalive is not None and self.keepalive < 1:
+            raise ValueError(f"keepalive {self.keepalive}: must be at least 1 second")
+        for name in ("connect_retry", "idle_hold"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+
 
 @dataclass(frozen=True, slots=True)
 class Negotiated:
@@ -234,7 +243,7 @@ def local_open(config: SessionConfig) -> Open:
 
 def validate_open(config: SessionConfig, peer: Open) -> None:
     """The checks of RFC 4271 section 6.2 that need our configuration; raises the 2/x to send."""
-    if config.peer_asn is not None and peer.asn != config.peer_asn:
+    if peer.asn == 0 or (config.peer_asn is not None and peer.asn != config.peer_asn):
         field_as = peer.my_as_field if peer.my_as_field is not None else AS_TRANS
         raise NotificationError(
             ErrorCode.OPEN_MESSAGE,
@@ -278,13 +287,17 @@ def _router_id_int(router_id: str) -> int:
     return (a << 24) | (b << 16) | (c << 8) | d
 
 
-def collision_loser(local_router_id: str, remote_router_id: str) -> str:
+def collision_loser(local_router_id: str, remote_router_id: str, local_asn: int = 0, remote_asn: int = 0) -> str:
     """Which connection to close when two exist to one peer (RFC 4271 section 6.8).
 
     Returns "local" (close the connection we initiated) or "remote" (close the one the peer
-    initiated): the connection initiated by the speaker with the higher BGP Identifier wins.
+    initiated): the connection initiated by the speaker with the higher BGP Identifier wins;
+    with equal identifiers (legal on eBGP), the one with the higher AS number (RFC 6286 2.3).
     """
-    return "local" if _router_id_int(local_router_id) < _router_id_int(remote_router_id) else "remote"
+    local, remote = _router_id_int(local_router_id), _router_id_int(remote_router_id)
+    if local == remote:
+        local, remote = local_asn, remote_asn
+    return "local" if local < remote else "remote"
 
 
 # ---------------------------------------------------------------- the machine
@@ -448,8 +461,7 @@ class Session:
             if state is State.OPENCONFIRM:
                 assert self.negotiated is not None
                 actions: list[Action] = [StopTimer(Timer.IDLE_HOLD)]
-                if self.negotiated.hold_time:
-                    actions.append(StartTimer(Timer.STABLE, max(60.0, 2.0 * self.negotiated.hold_time)))
+                actions.append(StartTimer(Timer.STABLE, max(60.0, 2.0 * self.negotiated.hold_time)))
                 actions += self._set_state(State.ESTABLISHED, "keepalive received")
                 return actions + [SessionUp(self.negotiated)]
             if state is State.OPENSENT:
@@ -570,7 +582,8 @@ class Session:
         return [StateChanged(old, new, reason)] if old is not new else []
 
     def _connect_retry_time(self) -> float:
-        exp = min(self.connect_retry_count, 16)
+        """The configured time after the first failure, doubling with each further one, capped."""
+        exp = min(max(self.connect_retry_count - 1, 0), 16)
         return min(self.config.connect_retry * (1 << exp), self.config.connect_retry_max)
 
     def _send_hold_time(self) -> float:

@@ -390,7 +390,8 @@ class Peer:
             return
         if main.session.state is State.OPENCONFIRM:
             remote_id = cand.session.peer_router_id or "0.0.0.0"
-            loser = collision_loser(self.speaker.router_id, remote_id)
+            remote_asn = cand.session.negotiated.peer_open.asn if cand.session.negotiated else 0
+            loser = collision_loser(self.speaker.router_id, remote_id, self.speaker.asn, remote_asn)
             main_loses = main.outgoing == (loser == "local")
         else:
             main_loses = True  # the main session has no connection left to keep

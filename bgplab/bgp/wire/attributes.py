@@ -113,7 +113,7 @@ def merge_as4_path(as_path: tuple[AsSegment, ...], as4_path: tuple[AsSegment, ..
     keep = n_path - n_as4
     head: list[AsSegment] = []
     for seg_type, asns in as_path:
-        if keep <= 0:
+        if keep <= 0 and seg_type not in _CONFED:
             break
         if seg_type in _CONFED:
             head.append((seg_type, asns))
@@ -142,7 +142,7 @@ def encode_as_path(path: tuple[AsSegment, ...], four_octet: bool) -> bytes:
     out = bytearray()
     fmt = "!%dI" if four_octet else "!%dH"
     for seg_type, asns in path:
-        for start in range(0, max(len(asns), 1), 255):
+        for start in range(0, len(asns), 255):  # an empty segment is malformed (RFC 7606): none sent
             chunk = asns[start : start + 255]
             if not four_octet:
                 chunk = tuple(a if a <= 0xFFFF else AS_TRANS for a in chunk)
@@ -170,8 +170,10 @@ def encode_attributes(attrs: PathAttributes, four_octet_as: bool, ebgp: bool) ->
         parts.append((AttrType.ORIGIN, _attr(wk, AttrType.ORIGIN, bytes((attrs.origin,)))))
     if attrs.as_path is not None:
         parts.append((AttrType.AS_PATH, _attr(wk, AttrType.AS_PATH, encode_as_path(attrs.as_path, four_octet_as))))
-        if not four_octet_as and any(a > 0xFFFF for a in attrs.asns()):
-            parts.append((AttrType.AS4_PATH, _attr(opt_t, AttrType.AS4_PATH, encode_as_path(attrs.as_path, True))))
+        # RFC 6793 section 3: AS4_PATH carries no confederation segments.
+        as4 = tuple(seg for seg in attrs.as_path if seg[0] not in _CONFED)
+        if not four_octet_as and any(a > 0xFFFF for _, seg in as4 for a in seg):
+            parts.append((AttrType.AS4_PATH, _attr(opt_t, AttrType.AS4_PATH, encode_as_path(as4, True))))
     if attrs.next_hop is not None:
         parts.append((AttrType.NEXT_HOP, _attr(wk, AttrType.NEXT_HOP, socket.inet_aton(attrs.next_hop))))
     if attrs.med is not None:

@@ -26,7 +26,7 @@ MIN_LENGTH = {
     MessageType.UPDATE: 23,
     MessageType.NOTIFICATION: 21,
     MessageType.KEEPALIVE: 19,
-    MessageType.ROUTE_REFRESH: 23,
+    MessageType.ROUTE_REFRESH: 19,  # RFC 7313 section 5: a bad length is 7/1, answered by the decoder
 }
 
 

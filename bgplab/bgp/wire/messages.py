@@ -172,6 +172,8 @@ def shutdown_data(message: str) -> bytes:
 
 def decode_notification(body: bytes) -> Notification:
     """Never raises: a NOTIFICATION ends the session whatever it contains."""
+    if len(body) < 2:
+        return Notification(body[0] if body else 0, 0, b"")
     return Notification(body[0], body[1], bytes(body[2:]))
 
 
@@ -187,11 +189,12 @@ def encode_route_refresh(msg: RouteRefresh) -> bytes:
 
 
 def decode_route_refresh(body: bytes) -> RouteRefresh:
+    """Without ORF (not offered), any length but 4 is 7/1 carrying the complete message (RFC 7313)."""
     if len(body) != 4:
         raise NotificationError(
             ErrorCode.ROUTE_REFRESH_MESSAGE,
             RouteRefreshSubcode.INVALID_MESSAGE_LENGTH,
-            body[:4096],
+            frame(MessageType.ROUTE_REFRESH, body),
             f"ROUTE-REFRESH body of {len(body)} bytes",
         )
     afi, subtype, safi = struct.unpack("!HBB", body)

@@ -39,7 +39,7 @@ from bgplab.bgp.wire.constants import (
 )
 from bgplab.bgp.wire.errors import NotificationError, UpdateAction, UpdateError
 from bgplab.bgp.wire.framing import frame
-from bgplab.bgp.wire.nlri import decode_prefixes, encode_prefixes, encoded_prefix_len
+from bgplab.bgp.wire.nlri import ADDRESS_BITS, decode_prefixes, encode_prefixes, encoded_prefix_len
 
 Family = tuple[int, int]
 IPV4_UNICAST: Family = (int(Afi.IPV4), int(Safi.UNICAST))
@@ -48,6 +48,9 @@ IPV6_UNICAST: Family = (int(Afi.IPV6), int(Safi.UNICAST))
 _TAW = UpdateAction.TREAT_AS_WITHDRAW
 _DISCARD = UpdateAction.ATTRIBUTE_DISCARD
 _MP = (AttrType.MP_REACH_NLRI, AttrType.MP_UNREACH_NLRI)
+_DISCARD_ON_ERROR = frozenset(
+    (AttrType.ATOMIC_AGGREGATE, AttrType.AGGREGATOR, AttrType.AS4_PATH, AttrType.AS4_AGGREGATOR)
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,21 +233,18 @@ def _decode_attributes(body: bytes, i: int, end: int, ctx: CodecContext, update:
     cluster_list: tuple[str, ...] = ()
     otc: int | None = None
     unknown: list[UnknownAttribute] = []
-    withdraw = False
     asn_size = 4 if ctx.four_octet_as else 2
     mp_unreach: list[MpUnreach] = []
 
     while i < end:
         if end - i < 3:
             errors.append(UpdateError(_TAW, None, f"{end - i} stray bytes after the last attribute"))
-            withdraw = True
             break
         flags = body[i]
         atype = body[i + 1]
         if flags & AttrFlag.EXTENDED_LENGTH:
             if end - i < 4:
                 errors.append(UpdateError(_TAW, atype, "truncated extended-length attribute header"))
-                withdraw = True
                 break
             length = (body[i + 2] << 8) | body[i + 3]
             vstart = i + 4
@@ -254,7 +254,6 @@ def _decode_attributes(body: bytes, i: int, end: int, ctx: CodecContext, update:
         vend = vstart + length
         if vend > end:
             errors.append(UpdateError(_TAW, atype, f"length {length} overruns the attribute list"))
-            withdraw = True
             break
         i = vend
         if atype in seen:
@@ -276,34 +275,33 @@ def _decode_attributes(body: bytes, i: int, end: int, ctx: CodecContext, update:
             continue
         value = body[vstart:vend]
         if flags & 0xC0 != expected:
-            errors.append(UpdateError(_TAW, atype, f"flags 0x{flags:02x} conflict with the attribute type"))
-            withdraw = True
+            # RFC 7606 section 3 c: a flags error is that attribute's own malformation.
+            discard = atype in _DISCARD_ON_ERROR or (atype == AttrType.LOCAL_PREF and ctx.ebgp)
+            action = _DISCARD if discard else _TAW
+            errors.append(UpdateError(action, atype, f"flags 0x{flags:02x} conflict with the attribute type"))
             if atype not in _MP:
                 continue
         if atype == AttrType.ORIGIN:
             if length != 1 or value[0] > 2:
                 errors.append(UpdateError(_TAW, atype, f"malformed ORIGIN ({value.hex()})"))
-                withdraw = True
             else:
                 origin = value[0]
         elif atype == AttrType.AS_PATH:
             as_path = _decode_as_path(value, asn_size)
             if as_path is None:
                 errors.append(UpdateError(_TAW, atype, "malformed AS_PATH"))
-                withdraw = True
             elif ctx.ebgp and any(t >= AsPathSegmentType.AS_CONFED_SEQUENCE for t, _ in as_path):
                 errors.append(UpdateError(_TAW, atype, "confederation segment from an external peer"))
-                withdraw = True
+            elif any(0 in seg for _, seg in as_path):
+                errors.append(UpdateError(_TAW, atype, "AS number 0 in AS_PATH (RFC 7607)"))
         elif atype == AttrType.NEXT_HOP:
             if length != 4:
                 errors.append(UpdateError(_TAW, atype, f"NEXT_HOP length {length}"))
-                withdraw = True
             else:
                 next_hop = socket.inet_ntoa(value)
         elif atype == AttrType.MULTI_EXIT_DISC:
             if length != 4:
                 errors.append(UpdateError(_TAW, atype, f"MULTI_EXIT_DISC length {length}"))
-                withdraw = True
             else:
                 med = int.from_bytes(value, "big")
         elif atype == AttrType.LOCAL_PREF:
@@ -311,25 +309,21 @@ def _decode_attributes(body: bytes, i: int, end: int, ctx: CodecContext, update:
                 errors.append(UpdateError(_DISCARD, atype, "LOCAL_PREF from an external peer"))
             elif length != 4:
                 errors.append(UpdateError(_TAW, atype, f"LOCAL_PREF length {length}"))
-                withdraw = True
             else:
                 local_pref = int.from_bytes(value, "big")
         elif atype == AttrType.COMMUNITIES:
             if length == 0 or length % 4:
                 errors.append(UpdateError(_TAW, atype, f"COMMUNITIES length {length}"))
-                withdraw = True
             else:
                 communities = struct.unpack("!%dI" % (length // 4), value)
         elif atype == AttrType.LARGE_COMMUNITIES:
             if length == 0 or length % 12:
                 errors.append(UpdateError(_TAW, atype, f"LARGE_COMMUNITIES length {length}"))
-                withdraw = True
             else:
                 large = tuple(struct.iter_unpack("!III", value))
         elif atype == AttrType.EXTENDED_COMMUNITIES:
             if length == 0 or length % 8:
                 errors.append(UpdateError(_TAW, atype, f"EXTENDED_COMMUNITIES length {length}"))
-                withdraw = True
             else:
                 extended = struct.unpack("!%dQ" % (length // 8), value)
         elif atype == AttrType.MP_REACH_NLRI:
@@ -350,12 +344,15 @@ def _decode_attributes(body: bytes, i: int, end: int, ctx: CodecContext, update:
                 aggregator = Aggregator(int.from_bytes(value[:asn_size], "big"), socket.inet_ntoa(value[asn_size:]))
         elif atype == AttrType.AS4_PATH:
             path4 = _decode_as_path(value, 4)
-            if path4 is None or any(t >= AsPathSegmentType.AS_CONFED_SEQUENCE for t, _ in path4):
+            if path4 is None:
                 errors.append(UpdateError(_DISCARD, atype, "malformed AS4_PATH"))
+            elif any(0 in seg for _, seg in path4):
+                errors.append(UpdateError(_DISCARD, atype, "AS number 0 in AS4_PATH (RFC 7607)"))
             elif ctx.four_octet_as:
                 errors.append(UpdateError(_DISCARD, atype, "AS4_PATH on a 4-octet AS session"))
             else:
-                as4_path = path4
+                # RFC 6793 section 6: confederation segments are removed, the rest is used.
+                as4_path = tuple(seg for seg in path4 if seg[0] < AsPathSegmentType.AS_CONFED_SEQUENCE)
         elif atype == AttrType.AS4_AGGREGATOR:
             if length != 8:
                 errors.append(UpdateError(_DISCARD, atype, f"AS4_AGGREGATOR length {length}"))
@@ -364,19 +361,16 @@ def _decode_attributes(body: bytes, i: int, end: int, ctx: CodecContext, update:
         elif atype == AttrType.ORIGINATOR_ID:
             if length != 4:
                 errors.append(UpdateError(_TAW, atype, f"ORIGINATOR_ID length {length}"))
-                withdraw = True
             else:
                 originator_id = socket.inet_ntoa(value)
         elif atype == AttrType.CLUSTER_LIST:
             if length == 0 or length % 4:
                 errors.append(UpdateError(_TAW, atype, f"CLUSTER_LIST length {length}"))
-                withdraw = True
             else:
                 cluster_list = tuple(socket.inet_ntoa(value[k : k + 4]) for k in range(0, length, 4))
         elif atype == AttrType.ONLY_TO_CUSTOMER:
             if length != 4:
                 errors.append(UpdateError(_TAW, atype, f"ONLY_TO_CUSTOMER length {length}"))
-                withdraw = True
             else:
                 otc = int.from_bytes(value, "big")
 
@@ -391,7 +385,7 @@ def _decode_attributes(body: bytes, i: int, end: int, ctx: CodecContext, update:
     update.mp_unreach = tuple(mp_unreach)
 
     has_nlri = bool(update.nlri) or (update.mp_reach is not None and bool(update.mp_reach.nlri))
-    if has_nlri and not withdraw:
+    if has_nlri and not any(e.action is _TAW for e in errors):
         missing = [
             name
             for name, present in (
@@ -403,8 +397,7 @@ def _decode_attributes(body: bytes, i: int, end: int, ctx: CodecContext, update:
         ]
         if missing:
             errors.append(UpdateError(_TAW, None, "missing well-known attribute " + ", ".join(missing)))
-            withdraw = True
-    if withdraw:
+    if any(e.action is _TAW for e in errors):
         treat_as_withdraw(update)
         return
     update.attributes = PathAttributes(
@@ -504,14 +497,21 @@ def pack_announcements(
     with `next_hops`.
     """
     afi, safi = family
+    widest = 1 + (ADDRESS_BITS[Afi(afi)] >> 3)
     if family == IPV4_UNICAST:
         encoded = encode_attributes(attrs, ctx.four_octet_as, ctx.ebgp)
         room = max_length - HEADER_LEN - 4 - len(encoded)
+        if room < widest:
+            raise ValueError(f"attributes of {len(encoded)} bytes leave no room for a prefix in {max_length}")
         head = b"\x00\x00" + len(encoded).to_bytes(2, "big") + encoded
         return [frame(MessageType.UPDATE, head + encode_prefixes(afi, c)) for c in _chunks(keys, room)]
+    if not next_hops:
+        raise ValueError(f"MP_REACH_NLRI for AFI {afi} needs a next hop")
     base = encode_attributes(attrs.with_changes(next_hop=None), ctx.four_octet_as, ctx.ebgp)
     empty_reach = _mp_reach_value(afi, safi, next_hops, b"")
     room = max_length - HEADER_LEN - 4 - len(base) - 4 - len(empty_reach)
+    if room < widest:
+        raise ValueError(f"attributes of {len(base)} bytes leave no room for a prefix in {max_length}")
     out = []
     for chunk in _chunks(keys, room):
         reach = encode_mp_attribute(AttrType.MP_REACH_NLRI, empty_reach + encode_prefixes(afi, chunk))
