@@ -68,4 +68,23 @@ class UpdateErrorsEvent:
     errors: tuple[UpdateError, ...]
 
 
-Event = PeerStateChanged | RoutesReceived | RoutesWithdrawn | EndOfRib | NotificationEvent | UpdateErrorsEvent
+@dataclass(frozen=True, slots=True)
+class MaxPrefixWarning:
+    """Accepted prefixes reached the warning threshold of the peer's maximum-prefix limit."""
+
+    time: float
+    peer: str
+    family: Family
+    count: int
+    limit: int
+
+
+Event = (
+    MaxPrefixWarning
+    | PeerStateChanged
+    | RoutesReceived
+    | RoutesWithdrawn
+    | EndOfRib
+    | NotificationEvent
+    | UpdateErrorsEvent
+)

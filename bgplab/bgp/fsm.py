@@ -534,9 +534,21 @@ class Session:
         actions = self._send_notification(Notification(ErrorCode.CEASE, CeaseSubcode.CONNECTION_COLLISION_RESOLUTION))
         return actions + self._to_idle("connection collision resolution", restart=False)
 
-    def fail(self, code: int, subcode: int, data: bytes = b"", reason: str = "") -> list[Action]:
-        """Tear the session down with a NOTIFICATION of our choosing (max-prefix, BFD down, fault injection)."""
-        return self._fail(NotificationError(code, subcode, data, reason))
+    def fail(
+        self, code: int, subcode: int, data: bytes = b"", reason: str = "", restart_after: float | None = -1.0
+    ) -> list[Action]:
+        """Tear the session down with a NOTIFICATION of our choosing (max-prefix, BFD down, fault injection).
+
+        `restart_after`: -1 restarts after the usual idle hold backoff; None not at all (until
+        `start()`); a number after exactly that many seconds (RFC 4486's restart timer).
+        """
+        if restart_after is None:
+            self.auto_restart = False
+        actions = self._fail(NotificationError(code, subcode, data, reason))
+        if restart_after is not None and restart_after >= 0:
+            actions = [a for a in actions if not (isinstance(a, StartTimer) and a.timer is Timer.IDLE_HOLD)]
+            actions.append(StartTimer(Timer.IDLE_HOLD, restart_after))
+        return actions
 
     def _fail(self, error: NotificationError) -> list[Action]:
         actions = self._send_notification(Notification(error.code, error.subcode, error.data))

@@ -121,6 +121,16 @@ class LocRib:
     def peers(self) -> list[str]:
         return list(self._by_peer)
 
+    def peer_info(self, peer: str) -> PeerInfo:
+        slot = self._slots[self._by_peer[peer]]
+        assert slot is not None
+        return slot.info
+
+    def families(self, peer: str) -> list[Family]:
+        slot = self._slots[self._by_peer[peer]]
+        assert slot is not None
+        return [f for f, t in slot.tables.items() if t]
+
     # ---- routes
 
     def update(self, peer: str, family: Family, keys: Iterable[int], attrs: PathAttributes) -> list[Change]:

@@ -17,13 +17,15 @@ import ipaddress
 import logging
 import random
 import socket
+import struct
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from bgplab.bgp.events import (
     EndOfRib,
     Event,
+    MaxPrefixWarning,
     NotificationEvent,
     PeerStateChanged,
     RoutesReceived,
@@ -52,6 +54,8 @@ from bgplab.bgp.fsm import (
     UpdateErrors,
     collision_loser,
 )
+from bgplab.bgp.policy import MaxPrefix, Policy
+from bgplab.bgp.rib import LOCAL, Change, DecisionOptions, LocRib, PeerInfo
 from bgplab.bgp.sockets import family_of, new_tcp_socket, set_md5, set_ttl_security
 from bgplab.bgp.wire.attributes import PathAttributes, prepend
 from bgplab.bgp.wire.constants import CeaseSubcode, ErrorCode, Origin, RouteRefreshSubtype
@@ -102,6 +106,10 @@ class PeerConfig:
     send_hold_time: float | None = None
     allow_own_as: int = 0
     """allowas-in: how many times our own AS may appear in a received path before it is a loop."""
+    import_policy: Policy | None = None
+    export_policy: Policy | None = None
+    max_prefix: Mapping[Family, MaxPrefix] | None = None
+    """Per family limits on accepted prefixes (RFC 4486), e.g. {IPV4_UNICAST: MaxPrefix(4000, restart=60)}."""
 
     @property
     def key(self) -> str:
@@ -291,12 +299,14 @@ class Peer:
         self._pending: dict[Family, dict[int, PathAttributes | None]] = {}
         self._wake = asyncio.Event()
         self._sender: asyncio.Task[None] | None = None
-        self._nh_cache: dict[tuple[int, str], PathAttributes] = {}
+        self._derived: dict[tuple[int, str], tuple[PathAttributes, PathAttributes]] = {}
         self._closing: list[asyncio.Future[None]] = []
         self._refresh: list[Family] = []
         self._refresh_last: dict[Family, float] = {}
         self._refresh_timers: dict[Family, asyncio.TimerHandle] = {}
         self._stale: dict[Family, set[int]] = {}
+        self.adj_rib_out: dict[Family, dict[int, PathAttributes]] = {}
+        self._warned: set[Family] = set()
 
     @property
     def address(self) -> str:
@@ -420,7 +430,9 @@ class Peer:
     def _on_up(self, link: _Link, negotiated: Negotiated) -> None:
         self.negotiated = negotiated
         self.established_at = time.monotonic()
-        self._pending = {fam: dict(self.speaker._originated.get(fam, {})) for fam in negotiated.families}
+        self.speaker._register(self, negotiated)
+        self.adj_rib_out = {}
+        self._pending = {fam: self.speaker._export_view(self, fam) for fam in negotiated.families}
         self._sender = asyncio.get_running_loop().create_task(self._send_loop(link, negotiated))
         self._wake.set()
 
@@ -437,8 +449,11 @@ class Peer:
             handle.cancel()
         self._refresh_timers = {}
         self._stale = {}
-        self._nh_cache = {}
+        self._derived = {}
+        self._warned = set()
+        self.adj_rib_out = {}
         rib, self.rib_in = self.rib_in, {}
+        self.speaker._routes_gone(self)
         now = time.monotonic()
         for family, table in rib.items():
             if table:
@@ -521,6 +536,10 @@ class Peer:
                         stale.difference_update(keys)
                 if listening:
                     speaker._emit(RoutesReceived(now, self.address, family, keys, attrs))
+                if speaker.rib is not None:
+                    speaker._accept(self, family, keys, attrs)
+                if self.config.max_prefix and self._over_limit(family):
+                    return
         for family, keys in update.withdrawals():
             self._remove(family, keys, now, listening, "withdrawn")
         if listening and not update.nlri and not update.withdrawn:
@@ -536,6 +555,43 @@ class Peer:
                 pop(key, None)
         if listening:
             self.speaker._emit(RoutesWithdrawn(now, self.address, family, keys, reason))
+        rib = self.speaker.rib
+        if rib is not None:
+            self.speaker._propagate(rib.withdraw(self.address, family, keys))
+
+    def accepted_count(self, family: Family) -> int:
+        """Prefixes accepted by import policy (all received ones when the speaker keeps no Loc-RIB)."""
+        rib = self.speaker.rib
+        if rib is not None and self.address in rib.peers():
+            return len(rib.adj_rib_in(self.address, family))
+        return len(self.rib_in.get(family, ()))
+
+    def _over_limit(self, family: Family) -> bool:
+        """RFC 4486: past the limit, Cease 6/1 carrying AFI, SAFI and the limit; warn once at the threshold."""
+        assert self.config.max_prefix is not None
+        limit = self.config.max_prefix.get(family)
+        if limit is None:
+            return False
+        count = self.accepted_count(family)
+        if count > limit.limit:
+            data = struct.pack("!HBI", family[0], family[1], limit.limit)
+            reason = f"maximum prefix limit {limit.limit} exceeded ({count}) for {family}"
+            log.warning("%s: %s", self.address, reason)
+            restart = limit.restart if limit.restart is not None else None
+            self.main.run(
+                self.main.session.fail(ErrorCode.CEASE, CeaseSubcode.MAXIMUM_PREFIXES_REACHED, data, reason, restart)
+            )
+            return True
+        threshold = limit.limit * limit.warning_percent / 100
+        if count >= threshold and family not in self._warned:
+            self._warned.add(family)
+            log.warning(
+                "%s: %d prefixes, %d%% of the limit %d", self.address, count, limit.warning_percent, limit.limit
+            )
+            self.speaker._emit(MaxPrefixWarning(time.monotonic(), self.address, family, count, limit.limit))
+        elif count < threshold:
+            self._warned.discard(family)
+        return False
 
     def _looped(self, attrs: PathAttributes) -> bool:
         asn = self.speaker.asn
@@ -544,13 +600,20 @@ class Peer:
 
     def _with_next_hop(self, attrs: PathAttributes, next_hop: str) -> PathAttributes:
         """MP_REACH next hops are per UPDATE, not attributes; fold them in so a route is one object."""
-        key = (id(attrs), next_hop)
-        cached = self._nh_cache.get(key)
-        if cached is None or cached.next_hop != next_hop:
-            if len(self._nh_cache) > 65536:
-                self._nh_cache.clear()
-            cached = self._nh_cache[key] = replace(attrs, next_hop=next_hop)
-        return cached
+        return self._derive(attrs, next_hop, next_hop=next_hop)
+
+    def _derive(self, attrs: PathAttributes, tag: str, **changes: object) -> PathAttributes:
+        """`attrs` with changes, made once per source object so prefixes keep sharing one object.
+
+        The cache holds the source too: an id is only trusted while that object is alive.
+        """
+        key = (id(attrs), tag)
+        hit = self._derived.get(key)
+        if hit is None or hit[0] is not attrs:
+            if len(self._derived) > 65536:
+                self._derived.clear()
+            hit = self._derived[key] = (attrs, replace(attrs, **changes))  # type: ignore[arg-type]
+        return hit[1]
 
     # ---- outbound
 
@@ -558,6 +621,12 @@ class Peer:
         if self.negotiated is None or family not in self.negotiated.families:
             return
         self._pending.setdefault(family, {}).update(dict.fromkeys(keys, attrs))
+        self._wake.set()
+
+    def enqueue_many(self, family: Family, routes: Mapping[int, PathAttributes | None]) -> None:
+        if self.negotiated is None or family not in self.negotiated.families:
+            return
+        self._pending.setdefault(family, {}).update(routes)
         self._wake.set()
 
     async def _send_loop(self, link: _Link, negotiated: Negotiated) -> None:
@@ -580,7 +649,7 @@ class Peer:
     async def _resend(self, link: _Link, negotiated: Negotiated, family: Family) -> None:
         """Answer a ROUTE-REFRESH with the whole table, framed by BoRR/EoRR when the peer knows RFC 7313."""
         batch = self._pending.pop(family, {})
-        batch.update(self.speaker._originated.get(family, {}))
+        batch.update(self.speaker._export_view(self, family))
         enhanced = negotiated.enhanced_route_refresh
         afi, safi = family
         if enhanced:
@@ -592,21 +661,38 @@ class Peer:
     async def _send_batch(
         self, link: _Link, negotiated: Negotiated, family: Family, batch: dict[int, PathAttributes | None]
     ) -> None:
+        """Send a batch of changes: export policy per attribute set, Adj-RIB-Out kept to send only real changes."""
         max_len = negotiated.max_message_length
-        withdrawn = [k for k, a in batch.items() if a is None]
-        if withdrawn:
-            await self._write(link, pack_withdrawals(family, withdrawn, max_len))
+        out = self.adj_rib_out.setdefault(family, {})
+        withdrawn: list[int] = []
         groups: dict[int, tuple[PathAttributes, list[int]]] = {}
         for key, attrs in batch.items():
-            if attrs is not None:
-                group = groups.get(id(attrs))
-                if group is None:
-                    group = groups[id(attrs)] = (attrs, [])
-                group[1].append(key)
-        for attrs, keys in groups.values():
-            exported = self._export(link, negotiated, family, attrs)
-            if exported is None:
+            if attrs is None:
+                if out.pop(key, None) is not None:
+                    withdrawn.append(key)
                 continue
+            group = groups.get(id(attrs))
+            if group is None:
+                group = groups[id(attrs)] = (attrs, [])
+            group[1].append(key)
+        policy = self.config.export_policy
+        announce: list[tuple[PathAttributes, list[int]]] = []
+        ebgp = negotiated.codec.ebgp
+        for attrs, keys in groups.values():
+            if ebgp and attrs.med is not None and not self.speaker._is_local(attrs):
+                # RFC 4271 5.1.4: a MED learned from one AS is not passed on to another.
+                attrs = self._derive(attrs, "no-med", med=None)
+            verdicts = [(attrs, keys)] if policy is None else policy.apply(family, keys, attrs, self.speaker.asn)
+            for result, ks in verdicts:
+                exported = None if result is None else self._export(link, negotiated, family, result)
+                if exported is None:
+                    withdrawn += [k for k in ks if out.pop(k, None) is not None]
+                else:
+                    announce.append((exported, ks))
+        if withdrawn:
+            await self._write(link, pack_withdrawals(family, withdrawn, max_len))
+        for exported, keys in announce:
+            out.update(dict.fromkeys(keys, exported))
             hops = (exported.next_hop,) if exported.next_hop else ()
             await self._write(link, pack_announcements(family, exported, keys, negotiated.codec, max_len, hops))
 
@@ -630,8 +716,14 @@ class Peer:
     def _export(
         self, link: _Link, negotiated: Negotiated, family: Family, attrs: PathAttributes
     ) -> PathAttributes | None:
-        """What a route looks like on the wire to this peer (RFC 4271 section 5.1)."""
+        """What a route looks like on the wire to this peer (RFC 4271 section 5.1).
+
+        Our own routes keep the next hop they were given; learned routes sent to an external
+        peer get ours (next-hop-self), as the peer cannot be assumed to reach the original one.
+        """
         next_hop = attrs.next_hop
+        if negotiated.codec.ebgp and next_hop is not None and not self.speaker._is_local(attrs):
+            next_hop = None
         if next_hop is None:
             transport = link.transport
             local = transport.get_extra_info("sockname")[0] if transport is not None else None
@@ -681,8 +773,19 @@ class Speaker:
     """A BGP speaker: one AS, one router id, any number of peers, all in one network namespace."""
 
     def __init__(
-        self, asn: int, router_id: str, *, listen: Sequence[tuple[str, int]] = (), netns: str | None = None
+        self,
+        asn: int,
+        router_id: str,
+        *,
+        listen: Sequence[tuple[str, int]] = (),
+        netns: str | None = None,
+        routing: DecisionOptions | None = None,
     ) -> None:
+        """`routing` turns the speaker into a router: a Loc-RIB selects best paths from all peers
+        and they are advertised to the others. Without it the speaker only originates routes and
+        collects what peers send (an injector, like ExaBGP)."""
+        self.rib = LocRib(asn, router_id, routing) if routing is not None else None
+        self.rib_listeners: list[Callable[[list[Change]], None]] = []
         self.asn = asn
         self.router_id = router_id
         self.listen = list(listen)
@@ -693,6 +796,7 @@ class Speaker:
         self._servers: list[asyncio.Server] = []
         self._listen_socks: list[socket.socket] = []
         self._conns: set[_Conn] = set()
+        self._local_attrs: dict[int, PathAttributes] = {}
         self._reading_paused = False
         self._started = False
 
@@ -756,6 +860,8 @@ class Speaker:
     def add_peer(self, config: PeerConfig) -> Peer:
         if config.key in self.peers:
             raise ValueError(f"peer {config.key} already configured")
+        if self.rib is None and (config.import_policy or config.export_policy):
+            raise ValueError(f"peer {config.key}: policies need a speaker with routing enabled")
         peer = Peer(self, config)
         self.peers[config.key] = peer
         for sock in self._listen_socks:
@@ -808,17 +914,113 @@ class Speaker:
         """Originate prefixes with one attribute set; `attrs.next_hop` None means our own address."""
         keys = list(keys)
         self._originated.setdefault(family, {}).update(dict.fromkeys(keys, attrs))
+        self._local_attrs[id(attrs)] = attrs
+        if self.rib is not None:
+            self._propagate(self.rib.update(LOCAL, family, keys, attrs))
+            return
         for peer in self.peers.values():
             peer.enqueue(family, keys, attrs)
 
     def withdraw(self, family: Family, keys: Iterable[int]) -> None:
         table = self._originated.get(family, {})
         gone = [k for k in keys if table.pop(k, None) is not None]
+        if self.rib is not None:
+            self._propagate(self.rib.withdraw(LOCAL, family, gone))
+            return
         for peer in self.peers.values():
             peer.enqueue(family, gone, None)
 
     def originated(self, family: Family) -> dict[int, PathAttributes]:
         return self._originated.get(family, {})
+
+    def _is_local(self, attrs: PathAttributes) -> bool:
+        return self._local_attrs.get(id(attrs)) is attrs
+
+    # ---- routing (with a Loc-RIB)
+
+    def _accept(self, peer: Peer, family: Family, keys: list[int], attrs: PathAttributes) -> None:
+        """Import policy, then the decision process, then the other peers and the listeners."""
+        assert self.rib is not None
+        policy = peer.config.import_policy
+        verdicts = [(attrs, keys)] if policy is None else policy.apply(family, keys, attrs, self.asn)
+        changes: list[Change] = []
+        for result, ks in verdicts:
+            if result is None:
+                changes += self.rib.withdraw(peer.address, family, ks)
+            else:
+                changes += self.rib.update(peer.address, family, ks, result)
+        self._propagate(changes)
+
+    def _propagate(self, changes: list[Change]) -> None:
+        if not changes:
+            return
+        for listener in self.rib_listeners:
+            listener(changes)
+        for peer in self.peers.values():
+            if peer.negotiated is None:
+                continue
+            for change in changes:
+                best = change.best
+                value = best[1] if best is not None and self._exportable(peer, best[0]) else None
+                peer.enqueue(change.family, (change.key,), value)
+
+    def _exportable(self, peer: Peer, source: str) -> bool:
+        """Not back to the peer it came from; nothing learned over iBGP to another iBGP peer (no reflection)."""
+        if source == peer.address:
+            return False
+        if source == LOCAL:
+            return True
+        assert self.rib is not None
+        learned_ibgp = not self.rib.peer_info(source).ebgp
+        return not (learned_ibgp and peer.negotiated is not None and not peer.negotiated.codec.ebgp)
+
+    def _export_view(self, peer: Peer, family: Family) -> dict[int, PathAttributes | None]:
+        """Everything this peer should hold from us right now, before export policy."""
+        if self.rib is None:
+            return dict(self._originated.get(family, {}))
+        view: dict[int, PathAttributes | None] = {}
+        for key in self.rib.table(family):
+            best = self.rib.selected(family, key)[0]
+            if self._exportable(peer, best[0]):
+                view[key] = best[1]
+        return view
+
+    def _routes_gone(self, peer: Peer) -> None:
+        """A session ended: its routes leave the Loc-RIB (the peer stays known for its next session)."""
+        if self.rib is None or peer.address not in self.rib.peers():
+            return
+        for family in list(self.rib.families(peer.address)):
+            self._propagate(self.rib.withdraw(peer.address, family, list(self.rib.adj_rib_in(peer.address, family))))
+
+    def _register(self, peer: Peer, negotiated: Negotiated) -> None:
+        if self.rib is not None:
+            open_ = negotiated.peer_open
+            self.rib.add_peer(peer.address, PeerInfo(peer.address, open_.router_id, open_.asn, negotiated.codec.ebgp))
+
+    def set_policies(self, address: str, import_policy: Policy | None, export_policy: Policy | None) -> None:
+        """Replace a peer's policies while it runs: soft reconfiguration, no session reset.
+
+        Import is re-run over the routes kept as received (Adj-RIB-In before policy); export
+        re-sends the peer's whole view through the new policy, withdrawing what it now rejects.
+        """
+        if self.rib is None and (import_policy or export_policy):
+            raise ValueError("policies need a speaker with routing enabled")
+        peer = self.peer(address)
+        peer.config = replace(peer.config, import_policy=import_policy, export_policy=export_policy)
+        if peer.negotiated is None:
+            return
+        if self.rib is not None:
+            for family, table in peer.rib_in.items():
+                by_attrs: dict[int, tuple[PathAttributes, list[int]]] = {}
+                for key, attrs in table.items():
+                    by_attrs.setdefault(id(attrs), (attrs, []))[1].append(key)
+                for attrs, keys in by_attrs.values():
+                    self._accept(peer, family, keys, attrs)
+        for family in peer.negotiated.families:
+            view = self._export_view(peer, family)
+            for key in peer.adj_rib_out.get(family, {}):
+                view.setdefault(key, None)
+            peer.enqueue_many(family, view)
 
     # ---- events
 
