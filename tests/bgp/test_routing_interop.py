@@ -1,0 +1,57 @@
+"""Routing features against real routers: maximum prefix with FRR as the offending peer."""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import pytest
+
+from bgplab.bgp.events import NotificationEvent, PeerStateChanged
+from bgplab.bgp.fsm import State
+from bgplab.bgp.policy import MaxPrefix
+from bgplab.bgp.rib import DecisionOptions
+from bgplab.bgp.speaker import PeerConfig, Speaker
+from bgplab.bgp.wire import IPV4_UNICAST
+from bgplab.testing.daemons import FrrDaemon, Neighbor, Route
+from bgplab.testing.netns import LinkedPair
+from tests.bgp.test_speaker import Recorder, eventually
+from tests.bgp.test_speaker_interop import off_loop
+
+pytestmark = pytest.mark.interop
+
+LIMIT = 5
+
+
+async def test_max_prefix_against_frr_cease_data_restart_and_recovery() -> None:
+    routes = [Route(f"198.51.100.{i * 16}/28") for i in range(LIMIT + 1)]
+    with LinkedPair("bgx") as lab, FrrDaemon(lab.b, 65010, "10.0.0.2", [Neighbor(lab.A4, 12076, families=("ipv4",))],
+                                             routes) as frr:
+        speaker = Speaker(12076, "10.0.0.1", listen=[(lab.A4, 179)], netns=lab.a.name, routing=DecisionOptions())
+        limit = {IPV4_UNICAST: MaxPrefix(LIMIT, warning_percent=80, restart=2.0)}
+        speaker.add_peer(PeerConfig(lab.B4, 65010, passive=True, hold_time=9, max_prefix=limit, idle_hold=0.2))
+        rec = Recorder(speaker)
+        await speaker.start()
+        try:
+            await eventually(lambda: any(n.direction == "sent" for n in rec.of(NotificationEvent)), 30, "Cease 6/1")
+            note = next(n for n in rec.of(NotificationEvent) if n.direction == "sent")
+            assert (note.code, note.subcode) == (6, 1)
+            assert note.data == struct.pack("!HBI", 1, 1, LIMIT)  # RFC 4486: AFI 1, SAFI 1, limit
+            down_at = next(e.time for e in rec.of(PeerStateChanged) if e.new == "idle")
+            assert speaker.peer(lab.B4).received_count() == 0
+            assert speaker.rib is not None and len(speaker.rib) == 0
+            reason = json.loads(await off_loop(frr.vtysh, f"show bgp neighbors {lab.A4} json"))
+            text = json.dumps(reason)
+            assert "Maximum Number of Prefixes Reached" in text or "Cease/Max" in text, text[:2000]
+            # It comes back by itself after the restart timer (and goes down again: still over the limit).
+            await eventually(lambda: sum(1 for e in rec.of(PeerStateChanged) if e.new == "established") >= 2, 20,
+                             "re-established after the restart timer")
+            again = [e.time for e in rec.of(PeerStateChanged) if e.new == "active" and e.time > down_at]
+            assert again and again[0] - down_at >= 1.8, "restarted before the configured 2 s"
+            await off_loop(frr.withdraw, routes[-1].prefix)  # the customer gets under the limit
+            await eventually(lambda: speaker.peer(lab.B4).state is State.ESTABLISHED
+                             and speaker.peer(lab.B4).received_count() == LIMIT, 30, "recovered at the limit")
+            assert speaker.peer(lab.B4).state is State.ESTABLISHED
+        finally:
+            rec.close()
+            await speaker.stop()
