@@ -15,7 +15,7 @@ import socket
 import struct
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bgplab.bgp.connection import Connection, Link
@@ -67,6 +67,15 @@ _EORR = RouteRefreshSubtype.END_OF_ROUTE_REFRESH
 
 
 @dataclass(frozen=True, slots=True)
+class BfdSettings:
+    """RFC 5880 timers in milliseconds; the MSEE runs 300 x 3."""
+
+    desired_min_tx: float = 300.0
+    required_min_rx: float = 300.0
+    multiplier: int = 3
+
+
+@dataclass(frozen=True, slots=True)
 class PeerConfig:
     """One neighbour, as an operator configures it."""
 
@@ -93,6 +102,8 @@ class PeerConfig:
     export_policy: Policy | None = None
     max_prefix: Mapping[Family, MaxPrefix] | None = None
     """Per family limits on accepted prefixes (RFC 4486), e.g. {IPV4_UNICAST: MaxPrefix(4000, restart=60)}."""
+    bfd: BfdSettings | None = None
+    """Tie the session to a single-hop BFD session: BFD down tears BGP down at once."""
 
     @property
     def key(self) -> str:
@@ -250,6 +261,8 @@ class Peer:
             )
 
     def _on_up(self, link: Link, negotiated: Negotiated) -> None:
+        if self.config.bfd is not None and link.transport is not None:
+            self.speaker._bfd_track(self, link.transport.get_extra_info("sockname")[0].split("%")[0])
         self.negotiated = negotiated
         self.established_at = time.monotonic()
         self.speaker._register(self, negotiated)
@@ -434,7 +447,7 @@ class Peer:
         if hit is None or hit[0] is not attrs:
             if len(self._derived) > 65536:
                 self._derived.clear()
-            hit = self._derived[key] = (attrs, replace(attrs, **changes))  # type: ignore[arg-type]
+            hit = self._derived[key] = (attrs, attrs.with_changes(**changes))
         return hit[1]
 
     # ---- outbound
@@ -563,4 +576,4 @@ class Peer:
             as_path = attrs.as_path or ()
             local_pref = attrs.local_pref if attrs.local_pref is not None else 100
         origin = attrs.origin if attrs.origin is not None else int(Origin.IGP)
-        return replace(attrs, as_path=as_path, next_hop=next_hop, local_pref=local_pref, origin=origin)
+        return attrs.with_changes(as_path=as_path, next_hop=next_hop, local_pref=local_pref, origin=origin)

@@ -20,24 +20,19 @@ import socket
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
+from bgplab.bgp.bfd import BfdManager, BfdStateChange
 from bgplab.bgp.connection import Connection
-from bgplab.bgp.events import (
-    Event,
-)
-from bgplab.bgp.fsm import (
-    Negotiated,
-)
-from bgplab.bgp.peer import Peer, PeerConfig
+from bgplab.bgp.events import Event
+from bgplab.bgp.fsm import Negotiated, State
+from bgplab.bgp.peer import BfdSettings, Peer, PeerConfig
 from bgplab.bgp.policy import Policy
 from bgplab.bgp.rib import LOCAL, Change, DecisionOptions, LocRib, PeerInfo
 from bgplab.bgp.sockets import family_of, new_tcp_socket, set_md5, set_ttl_security
 from bgplab.bgp.wire.attributes import PathAttributes
-from bgplab.bgp.wire.constants import CeaseSubcode
-from bgplab.bgp.wire.update import (
-    Family,
-)
+from bgplab.bgp.wire.constants import CeaseSubcode, ErrorCode
+from bgplab.bgp.wire.update import Family
 
-__all__ = ["Peer", "PeerConfig", "Speaker", "Subscription"]
+__all__ = ["BfdSettings", "Peer", "PeerConfig", "Speaker", "Subscription"]
 
 log = logging.getLogger("bgplab.speaker")
 
@@ -101,6 +96,7 @@ class Speaker:
         self._conns: set[Connection] = set()
         self._local_attrs: dict[int, PathAttributes] = {}
         self.freeze_gc = freeze_gc
+        self._bfd: BfdManager | None = None
         self._since_freeze = 0
         self._reading_paused = False
         self._started = False
@@ -130,6 +126,46 @@ class Speaker:
         for peer in self.peers.values():
             peer.start()
 
+    # ---- BFD
+
+    def _bfd_track(self, peer: Peer, local: str) -> None:
+        """Start (once) the BFD session of a peer whose BGP session just came up from `local`.
+
+        BFD runs on, independently of BGP, from then on; it is only needed once the path has
+        been used, and the local address is only certain once a connection exists.
+        """
+        settings = peer.config.bfd
+        if settings is None:
+            return
+        if self._bfd is None:
+            self._bfd = BfdManager(self.netns, on_change=self._bfd_changed)
+        if peer.address in self._bfd.remotes:
+            return
+        self._bfd.add(
+            local,
+            peer.address,
+            desired_min_tx=settings.desired_min_tx,
+            required_min_rx=settings.required_min_rx,
+            detect_mult=settings.multiplier,
+        )
+
+    def _bfd_changed(self, change: BfdStateChange) -> None:
+        """BFD saw the path fail: tear BGP down at once (Cease / Hard Reset, RFC 8538, carrying
+        the cause, BFD Down of RFC 9384), which withdraws the peer's routes."""
+        peer = self.peers.get(change.remote)
+        if peer is None or not change.failed:
+            return
+        log.warning("%s: BFD down (%s): tearing the BGP session down", change.remote, change.describe())
+        if peer.state in (State.OPENSENT, State.OPENCONFIRM, State.ESTABLISHED):
+            cause = bytes((ErrorCode.CEASE, CeaseSubcode.BFD_DOWN))
+            peer.reset(ErrorCode.CEASE, CeaseSubcode.HARD_RESET, cause, "BFD session down")
+
+    def bfd_state(self, address: str) -> str | None:
+        """The BFD state with a peer ("up", "down", "init", "admindown"), None without BFD."""
+        if self._bfd is None or address not in self._bfd.remotes:
+            return None
+        return self._bfd.state(address).label
+
     async def stop(self, message: str = "") -> None:
         """Cease (administrative shutdown) to every peer, wait for the NOTIFICATIONs to leave, close."""
         self._started = False
@@ -141,6 +177,9 @@ class Speaker:
                 link.cancel_timers()
                 link.cancel_connect()
         await self._close_servers()
+        if self._bfd is not None:
+            self._bfd.close()
+            self._bfd = None
         for sub in list(self._subscribers):
             sub.close()
 
@@ -179,6 +218,8 @@ class Speaker:
         peer = self.peers.pop(str(ipaddress.ip_address(address)))
         peer.stop(CeaseSubcode.PEER_DECONFIGURED)
         await peer.closed()
+        if self._bfd is not None and peer.address in self._bfd.remotes:
+            self._bfd.remove(peer.address)
         for sock in self._listen_socks:
             if peer.config.md5:
                 with contextlib.suppress(OSError):

@@ -30,6 +30,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, Self, TypeVar
@@ -93,11 +94,17 @@ class Neighbor:
     port: int = 179
     ttl_security: bool = False
     """GTSM (RFC 5082) for a directly connected peer; FRR and BIRD only."""
+    bfd: tuple[int, int, int] | None = None
+    """Single-hop BFD for this session: (desired min TX ms, required min RX ms, multiplier); FRR only."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "address", _canonical_address(self.address))
         if not self.families or set(self.families) - set(FAMILIES):
             raise ValueError(f"families must be a non-empty subset of {FAMILIES}")
+        if self.bfd is not None:
+            tx, rx, mult = self.bfd
+            if not (10 <= tx <= 60000 and 10 <= rx <= 60000 and 2 <= mult <= 255):
+                raise ValueError(f"bfd {self.bfd}: (tx ms 10-60000, rx ms 10-60000, multiplier 2-255)")
 
 
 @dataclass(frozen=True)
@@ -161,6 +168,7 @@ class BgpDaemon(ABC):
     kind: ClassVar[str]
     start_timeout: ClassVar[float] = 20.0
     supports_ttl_security: ClassVar[bool] = False
+    supports_bfd: ClassVar[bool] = False
 
     def __init__(self, ns: Netns, asn: int, router_id: str, neighbors: Sequence[Neighbor],
                  routes: Sequence[Route] = (), listen_port: int = 179, *,
@@ -171,10 +179,14 @@ class BgpDaemon(ABC):
         self.neighbors = list(neighbors)
         if not self.supports_ttl_security and any(n.ttl_security for n in self.neighbors):
             raise ValueError(f"{type(self).__name__} cannot be configured for GTSM (ttl_security) here")
+        if not self.supports_bfd and any(n.bfd for n in self.neighbors):
+            raise ValueError(f"{type(self).__name__} cannot be configured for BFD here")
         self.routes: dict[str, Route] = {r.prefix: r for r in routes}
         self.listen_port = listen_port
         self.keep_workdir = keep_workdir or os.environ.get(KEEP_WORKDIR_ENV) == "1"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.helpers: dict[str, subprocess.Popen[bytes]] = {}
+        """Processes the daemon needs beside the main one (FRR's zebra and bfdd), by program name, in start order."""
         self._workdir: Path | None = None
         self._final_log = ""
 
@@ -199,6 +211,7 @@ class BgpDaemon(ABC):
         self._workdir = Path(tempfile.mkdtemp(prefix=f"bgplab-{self.kind}-"))
         try:
             self._write_config()
+            self._start_helpers()
             with open(self.workdir / "stdout.log", "wb") as out:
                 self.proc = self.ns.popen(self._command(), stdout=out, stderr=subprocess.STDOUT,
                                           env=self._env(), cwd=self.workdir)
@@ -216,6 +229,8 @@ class BgpDaemon(ABC):
         if self.proc is not None:
             self.ns.terminate(self.proc)
             self.proc = None
+        for name in reversed(list(self.helpers)):  # the main daemon first, then helpers in reverse order
+            self.ns.terminate(self.helpers.pop(name))
         if self._workdir is not None:
             self._final_log = self.log()
             if not self.keep_workdir:
@@ -244,7 +259,21 @@ class BgpDaemon(ABC):
         if self.proc is None or self.proc.poll() is not None:
             code = None if self.proc is None else self.proc.returncode
             raise DaemonError(f"{self!r} exited during start-up with status {code}")
+        self._check_helpers()
         return self._ready()
+
+    def _check_helpers(self) -> None:
+        for name, helper in self.helpers.items():
+            if helper.poll() is not None:
+                raise DaemonError(f"{self!r}: {name} exited during start-up with status {helper.returncode}")
+
+    def _spawn_helper(self, args: list[str]) -> subprocess.Popen[bytes]:
+        """Start a helper process in the namespace, its output in workdir/NAME.out; stop() ends it."""
+        name = Path(args[0]).name
+        with open(self.workdir / f"{name}.out", "wb") as out:
+            proc = self.ns.popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=self.workdir)
+        self.helpers[name] = proc
+        return proc
 
     # -- queries -----------------------------------------------------------------------------
 
@@ -345,6 +374,9 @@ class BgpDaemon(ABC):
     def _env(self) -> dict[str, str] | None:
         return None
 
+    def _start_helpers(self) -> None:  # noqa: B027 - optional hook, most daemons need nothing
+        """Start processes the main daemon needs first (it is started once this returns)."""
+
     def _after_start(self) -> None:  # noqa: B027 - optional hook, most daemons need nothing
         """Work that needs the running daemon, such as originating routes over its API."""
 
@@ -371,6 +403,14 @@ class FrrDaemon(BgpDaemon):
     re-advertised, and nothing is written to the kernel FIB (`-n` is implied); no other FRR on the
     host is touched. Queries go through `vtysh --vty_socket` in JSON.
 
+    With BFD on any neighbor, zebra and bfdd run too, in the same namespace and workdir (their
+    own zserv socket, bfdd control socket, pid files and logs): bgpd registers its BFD sessions
+    with bfdd only through zebra, and bfdd learns interfaces and addresses from zebra. bgpd then
+    runs with `-n`, so the kernel FIB is still never written. zebra and bfdd drop privileges to
+    the `frr` user, so that workdir is handed to it. Each such neighbor gets its own BFD profile
+    (`bfd_profile`), which `set_bfd_enabled` shuts down or re-enables, and bfdd logs its
+    session changes with microsecond timestamps (`debug bfd peer`) for measurements.
+
     Originates every `Route` attribute exactly. Routes are `network` statements with a route-map
     (MED, local-pref, communities, large communities, AS-path prepend) named after its content, so
     routes alike share one and a change never edits a route-map in place (FRR would apply that
@@ -382,35 +422,143 @@ class FrrDaemon(BgpDaemon):
 
     kind = "frr"
     supports_ttl_security = True
+    supports_bfd = True
     bgpd = "/usr/lib/frr/bgpd"
+    zebra = "/usr/lib/frr/zebra"
+    bfdd = "/usr/lib/frr/bfdd"
+    BFD_STATES: ClassVar[dict[str, str]] = {"up": "up", "down": "down", "init": "init", "shutdown": "admindown"}
+    """FRR's `show bfd peers json` status → the RFC 5880 state names bgplab uses."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._next_hop_seqs: dict[tuple[str, str], int] = {}  # (family, next hop) -> BL-OUT entry
         self._next_hop_of: dict[str, int] = {}  # prefix -> BL-OUT entry whose prefix-list holds it
 
+    @property
+    def uses_bfd(self) -> bool:
+        return any(n.bfd for n in self.neighbors)
+
     def _command(self) -> list[str]:
         d = self.workdir
-        return [self.bgpd, "-Z", "-S", "-f", str(d / "bgpd.conf"), "-i", str(d / "bgpd.pid"),
+        zebra = ["-z", str(d / "zserv.api"), "-n"] if self.uses_bfd else ["-Z"]
+        return [self.bgpd, *zebra, "-S", "-f", str(d / "bgpd.conf"), "-i", str(d / "bgpd.pid"),
                 "--vty_socket", str(d), "-p", str(self.listen_port), "-P", "0",
                 "--log", f"file:{d / 'bgpd.log'}", "--log-level", "info"]
 
-    def _log_files(self) -> list[Path]:
-        return [*super()._log_files(), self.workdir / "bgpd.log"]
+    def _frr_helper(self, program: str, *extra: str) -> list[str]:
+        d, name = self.workdir, Path(program).name
+        return [program, "-f", str(d / f"{name}.conf"), "-i", str(d / f"{name}.pid"), "--vty_socket", str(d),
+                "-z", str(d / "zserv.api"), "-P", "0", *extra]
 
-    def vtysh(self, *commands: str, check: bool = True) -> str:
+    def _start_helpers(self) -> None:
+        if not self.uses_bfd:
+            return
+        d = self.workdir
+        shutil.chown(d, "frr", "frr")
+        self._spawn_helper(self._frr_helper(self.zebra, "--log", f"file:{d / 'zebra.log'}", "--log-level", "info"))
+
+        def zserv_ready() -> bool:
+            self._check_helpers()
+            return (d / "zserv.api").exists()
+
+        wait_until(zserv_ready, self.start_timeout, f"{self!r}: zebra to listen", interval=0.05)
+        # bfdd logs through its config file: only there does `log timestamp precision` apply.
+        self._spawn_helper(self._frr_helper(self.bfdd, "--bfdctl", str(d / "bfdd.sock")))
+
+    def _log_files(self) -> list[Path]:
+        extra = [self.workdir / f"{name}.log" for name in ("zebra", "bfdd")] if self.uses_bfd else []
+        return [*super()._log_files(), self.workdir / "bgpd.log", *extra]
+
+    def vtysh(self, *commands: str, check: bool = True, daemon: str = "bgpd") -> str:
         """Run vtysh commands in one session (so configuration context carries over)."""
-        args = ["vtysh", "--vty_socket", str(self.workdir), "-d", "bgpd"]
+        args = ["vtysh", "--vty_socket", str(self.workdir), "-d", daemon]
         for command in commands:
             args += ["-c", command]
         return run(args, check).stdout
+
+    # -- BFD ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def bfd_profile(address: str) -> str:
+        """The bfdd profile of one neighbor's BFD session."""
+        return "bl-" + re.sub(r"[^0-9A-Za-z]", "-", _canonical_address(address))
+
+    def _bfd_neighbor(self, address: str) -> Neighbor:
+        neighbor = self.neighbor(address)
+        if neighbor.bfd is None:
+            raise KeyError(f"{self!r} has no BFD configured for {neighbor.address}")
+        return neighbor
+
+    def bfd_peers(self) -> list[dict[str, Any]]:
+        """bfdd's `show bfd peers json`: every session, as FRR reports it."""
+        out = self.vtysh("show bfd peers json", daemon="bfdd")
+        peers: list[dict[str, Any]] = json.loads(out or "[]")
+        return peers
+
+    def bfd_peer(self, address: str) -> dict[str, Any] | None:
+        """bfdd's view of the single-hop session with address, or None while it has none yet."""
+        address = self._bfd_neighbor(address).address
+        for peer in self.bfd_peers():
+            if not peer.get("multihop") and _canonical_address(peer["peer"]) == address:
+                return peer
+        return None
+
+    def bfd_state(self, address: str) -> str:
+        """"up", "down", "init" or "admindown"; "down" until bgpd has registered the session."""
+        peer = self.bfd_peer(address)
+        return "down" if peer is None else self.BFD_STATES.get(str(peer.get("status")), "down")
+
+    def wait_bfd_state(self, address: str, state: str = "up", timeout: float = 30.0) -> None:
+        if state not in self.BFD_STATES.values():
+            raise ValueError(f"state must be one of {sorted(self.BFD_STATES.values())}")
+        wait_until(lambda: self.bfd_state(address) == state, timeout,
+                   f"{self!r} BFD with {address} to be {state}", interval=0.05)
+
+    def bfd_log_changes(self) -> list[tuple[float, str, str, str]]:
+        """bfdd's logged state changes: (UNIX time, peer, "old -> new", reason), in log order.
+
+        bfdd stamps its log with local wall-clock time to the microsecond; measurements compare
+        these with `time.time()` of the same host.
+        """
+        changes = []
+        pattern = re.compile(r"^(\d{4}/\d\d/\d\d \d\d:\d\d:\d\d\.\d+) BFD: .*state-change: "
+                             r"\[mhop:\S+ peer:(\S+) .*?\] (\S+ -> \S+)(?: reason:(\S+))?")
+        path = self.workdir / "bfdd.log"
+        for line in path.read_text(errors="replace").splitlines() if path.exists() else []:
+            m = pattern.match(line)
+            if m:
+                stamp = datetime.strptime(m[1], "%Y/%m/%d %H:%M:%S.%f").timestamp()
+                changes.append((stamp, _canonical_address(m[2]), m[3], m[4] or ""))
+        return changes
+
+    def set_bfd_enabled(self, address: str, enabled: bool) -> None:
+        """Shut the BFD session down (bfdd sends AdminDown) or re-enable it."""
+        profile = self.bfd_profile(self._bfd_neighbor(address).address)
+        self.vtysh("configure terminal", "bfd", f"profile {profile}", "no shutdown" if enabled else "shutdown",
+                   daemon="bfdd")
+
+    def _write_bfdd_config(self) -> None:
+        lines = ["log timestamp precision 6", f"log file {self.workdir / 'bfdd.log'} debugging",
+                 "debug bfd peer", "!", "bfd"]
+        for n in self.neighbors:
+            if n.bfd is not None:
+                tx, rx, mult = n.bfd
+                lines += [f" profile {self.bfd_profile(n.address)}", f"  transmit-interval {tx}",
+                          f"  receive-interval {rx}", f"  detect-multiplier {mult}", " exit"]
+        (self.workdir / "bfdd.conf").write_text("\n".join([*lines, "exit", ""]))
+        (self.workdir / "zebra.conf").write_text(f"hostname {self.kind}-{self.asn}-zebra\n")
 
     def _json(self, command: str) -> Any:
         return json.loads(self.vtysh(command + " json") or "{}")
 
     def _ready(self) -> bool:
-        return (self.workdir / "bgpd.vty").exists() and \
-            self.vtysh("show bgp summary json", check=False).lstrip().startswith("{")
+        if not ((self.workdir / "bgpd.vty").exists() and
+                self.vtysh("show bgp summary json", check=False).lstrip().startswith("{")):
+            return False
+        if not self.uses_bfd:
+            return True
+        return (self.workdir / "bfdd.vty").exists() and \
+            self.vtysh("show bfd peers json", check=False, daemon="bfdd").lstrip().startswith("[")
 
     @staticmethod
     def _route_map(route: Route) -> tuple[str, list[str]]:
@@ -477,6 +625,8 @@ class FrrDaemon(BgpDaemon):
                 lines.append(f" neighbor {a} password {n.md5}")
             if n.ttl_security:
                 lines.append(f" neighbor {a} ttl-security hops 1")
+            if n.bfd is not None:
+                lines.append(f" neighbor {a} bfd profile {self.bfd_profile(a)}")
         for family in FAMILIES:
             lines.append(f" address-family {family} unicast")
             for n in self.neighbors:
@@ -486,6 +636,8 @@ class FrrDaemon(BgpDaemon):
                       for r in self.routes.values() if r.family == family]
             lines.append(" exit-address-family")
         (self.workdir / "bgpd.conf").write_text("\n".join([*lines, "exit", ""]))
+        if self.uses_bfd:
+            self._write_bfdd_config()
 
     def _announce(self, route: Route) -> None:
         name, block = self._route_map(route)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 
 import pytest
 
@@ -53,5 +54,44 @@ async def test_max_prefix_against_frr_cease_data_restart_and_recovery() -> None:
                              and speaker.peer(lab.B4).received_count() == LIMIT, 30, "recovered at the limit")
             assert speaker.peer(lab.B4).state is State.ESTABLISHED
         finally:
+            rec.close()
+            await speaker.stop()
+
+
+@pytest.mark.parametrize("interval", [100, 300])
+async def test_bfd_down_tears_bgp_down_at_once_against_frr(interval: int) -> None:
+    """BFD with FRR bfdd: both sides Up; a silent cut (carrier up, nothing passes) takes BGP down
+    within multiplier x interval (hold time is 30 s, so only BFD can explain it), with Cease /
+    Hard Reset carrying BFD Down, and the peer's routes leave the Loc-RIB."""
+    from bgplab.bgp.speaker import BfdSettings
+    from bgplab.testing.netns import drop_all
+
+    bfd = (interval, interval, 3)
+    with LinkedPair("bgb") as lab, FrrDaemon(
+        lab.b, 65010, "10.0.0.2", [Neighbor(lab.A4, 12076, families=("ipv4",), hold_time=30, keepalive=10, bfd=bfd)],
+        [Route("10.1.0.0/16")],
+    ) as frr:
+        speaker = Speaker(12076, "10.0.0.1", listen=[(lab.A4, 179)], netns=lab.a.name, routing=DecisionOptions())
+        speaker.add_peer(PeerConfig(lab.B4, 65010, passive=True, hold_time=30, idle_hold=0.5,
+                                    bfd=BfdSettings(interval, interval, 3)))
+        rec = Recorder(speaker)
+        await speaker.start()
+        try:
+            await eventually(lambda: speaker.peer(lab.B4).received_count() == 1, 30, "route from FRR")
+            await eventually(lambda: speaker.bfd_state(lab.B4) == "up", 15, "our BFD up")
+            await off_loop(frr.wait_bfd_state, lab.A4, "up", 15)
+            await off_loop(drop_all, lab.b, lab.ifname, True)
+            cut = time.monotonic()
+            await eventually(lambda: speaker.peer(lab.B4).state is not State.ESTABLISHED, 5, "BGP down by BFD")
+            detected = time.monotonic() - cut
+            assert detected <= 3 * interval / 1000 + 0.3, detected  # the floor is 3 x interval
+            sent = [n for n in rec.of(NotificationEvent) if n.direction == "sent"]
+            assert [(n.code, n.subcode, n.data) for n in sent] == [(6, 9, bytes((6, 10)))]
+            assert speaker.rib is not None and len(speaker.rib) == 0
+            await off_loop(drop_all, lab.b, lab.ifname, False)
+            await eventually(lambda: speaker.peer(lab.B4).state is State.ESTABLISHED, 30, "BGP back after repair")
+            await eventually(lambda: speaker.bfd_state(lab.B4) == "up", 15, "BFD back up")
+        finally:
+            await off_loop(drop_all, lab.b, lab.ifname, False)
             rec.close()
             await speaker.stop()

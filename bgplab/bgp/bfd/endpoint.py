@@ -20,7 +20,6 @@ measure it).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import logging
 import random
@@ -125,6 +124,7 @@ class _LocalSockets:
     """The receive and transmit sockets of one local address, shared by its sessions."""
 
     def __init__(self, manager: BfdManager, local: str) -> None:
+        self._loop = asyncio.get_running_loop()  # first: fail before any socket exists
         self.manager = manager
         self.local = local
         self.family = socket.AF_INET6 if ipaddress.ip_address(local).version == 6 else socket.AF_INET
@@ -135,8 +135,7 @@ class _LocalSockets:
         except BaseException:
             self.rx.close()
             raise
-        self.port = self.tx.getsockname()[1]
-        self._loop = asyncio.get_running_loop()
+        self.port: int = self.tx.getsockname()[1]
         self._loop.add_reader(self.rx.fileno(), self._readable)
 
     def _new(self) -> socket.socket:
@@ -211,8 +210,15 @@ class _LocalSockets:
 class _Peer:
     """One session with its timers, sockets and callback."""
 
-    def __init__(self, manager: BfdManager, local: str, remote: str, session: Session,
-                 sockets: _LocalSockets, on_change: OnChange | None) -> None:
+    def __init__(
+        self,
+        manager: BfdManager,
+        local: str,
+        remote: str,
+        session: Session,
+        sockets: _LocalSockets,
+        on_change: OnChange | None,
+    ) -> None:
         self.manager = manager
         self.local = local
         self.remote = remote
@@ -274,8 +280,9 @@ class _Peer:
             stats.last_up = now
         elif change.old is State.UP:
             stats.last_down = now
-        event = BfdStateChange(self.local, self.remote, change.old, change.new, change.diag,
-                               change.remote_state, change.remote_diag, now)
+        event = BfdStateChange(
+            self.local, self.remote, change.old, change.new, change.diag, change.remote_state, change.remote_diag, now
+        )
         log.info("%s", event.describe())
         for callback in (self.on_change, self.manager.on_change):
             if callback is None:
@@ -295,8 +302,9 @@ class BfdManager:
     `on_change` here is called for every session, after the session's own callback.
     """
 
-    def __init__(self, netns: str | None = None, *, rng: Callable[[], float] | None = None,
-                 on_change: OnChange | None = None) -> None:
+    def __init__(
+        self, netns: str | None = None, *, rng: Callable[[], float] | None = None, on_change: OnChange | None = None
+    ) -> None:
         self.netns = netns
         self.on_change = on_change
         self.discards: Counter[str] = Counter()
@@ -307,19 +315,30 @@ class BfdManager:
         self._peers: dict[str, _Peer] = {}
         self._by_discriminator: dict[int, _Peer] = {}
         self._sockets: dict[str, _LocalSockets] = {}
+        self._canonical_sources: dict[str, str] = {}
 
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     # ---- sessions
 
-    def add(self, local: str, remote: str, *, desired_min_tx: float = 300.0, required_min_rx: float = 300.0,
-            detect_mult: int = 3, on_change: OnChange | None = None, passive: bool = False,
-            admin_down: bool = False) -> Session:
+    def add(
+        self,
+        local: str,
+        remote: str,
+        *,
+        desired_min_tx: float = 300.0,
+        required_min_rx: float = 300.0,
+        detect_mult: int = 3,
+        on_change: OnChange | None = None,
+        passive: bool = False,
+        admin_down: bool = False,
+    ) -> Session:
         """Start a single-hop session from `local` to `remote`; intervals in milliseconds.
 
         Returns the sans-IO session for inspection (its state, negotiated intervals); drive
@@ -331,9 +350,15 @@ class BfdManager:
         if remote in self._peers:
             raise ValueError(f"a BFD session with {remote} already exists")
         discriminator = self._new_discriminator()
-        session = Session(discriminator, desired_min_tx=_ms_to_us(desired_min_tx),
-                          required_min_rx=_ms_to_us(required_min_rx), detect_mult=detect_mult,
-                          passive=passive, admin_down=admin_down, rng=self._rng)
+        session = Session(
+            discriminator,
+            desired_min_tx=_ms_to_us(desired_min_tx),
+            required_min_rx=_ms_to_us(required_min_rx),
+            detect_mult=detect_mult,
+            passive=passive,
+            admin_down=admin_down,
+            rng=self._rng,
+        )
         sockets = self._sockets.get(local)
         if sockets is None:
             sockets = self._sockets[local] = _LocalSockets(self, local)
@@ -359,14 +384,23 @@ class BfdManager:
             del self._sockets[peer.local]
             peer.sockets.close()
 
-    def set_params(self, remote: str, *, desired_min_tx: float | None = None,
-                   required_min_rx: float | None = None, detect_mult: int | None = None) -> None:
+    def set_params(
+        self,
+        remote: str,
+        *,
+        desired_min_tx: float | None = None,
+        required_min_rx: float | None = None,
+        detect_mult: int | None = None,
+    ) -> None:
         """Change intervals (milliseconds) or the multiplier; while Up, through a Poll Sequence."""
         peer = self._peer(remote)
-        peer.run(peer.session.set_params(
-            None if desired_min_tx is None else _ms_to_us(desired_min_tx),
-            None if required_min_rx is None else _ms_to_us(required_min_rx),
-            detect_mult))
+        peer.run(
+            peer.session.set_params(
+                None if desired_min_tx is None else _ms_to_us(desired_min_tx),
+                None if required_min_rx is None else _ms_to_us(required_min_rx),
+                detect_mult,
+            )
+        )
 
     def admin_down(self, remote: str) -> None:
         peer = self._peer(remote)
@@ -423,7 +457,12 @@ class BfdManager:
         except Discard as exc:
             self.discards[exc.reason] += 1
             return
-        source = _canonical(source)
+        canonical = self._canonical_sources.get(source)
+        if canonical is None:
+            if len(self._canonical_sources) > 4096:  # forged sources must not grow it without bound
+                self._canonical_sources.clear()
+            canonical = self._canonical_sources[source] = _canonical(source)
+        source = canonical
         if packet.your_discriminator:
             peer = self._by_discriminator.get(packet.your_discriminator)
         else:
@@ -434,6 +473,4 @@ class BfdManager:
             return
         peer.stats.packets_received += 1
         peer.stats.last_received = time.monotonic()
-        with contextlib.suppress(KeyError):  # the callback of an earlier packet may have removed it
-            if self._peers[peer.remote] is peer:
-                peer.run(peer.session.receive(packet))
+        peer.run(peer.session.receive(packet))

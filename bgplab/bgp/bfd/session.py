@@ -10,12 +10,13 @@ Two timers: TX (the next periodic Control packet) and DETECT (the Detection Time
 last valid packet). Intervals are microseconds inside, as on the wire; timer actions carry
 seconds, which is what the event loop wants.
 
-Choices where the RFC leaves room, all shared with FRR's bfdd:
+Choices where the RFC leaves room:
 - a packet goes out at once on every state change (and the periodic schedule restarts from
-  it), so a handshake or a Down does not wait for the slow 1 s timer;
-- LocalDiag is cleared when the session comes Up;
-- in AdminDown we keep sending AdminDown at the slow rate rather than falling silent, so the
-  peer always knows why the session is down.
+  it), so a handshake or a Down does not wait for the slow 1 s timer (FRR's bfdd does too);
+- LocalDiag is cleared when the session comes Up (as FRR);
+- in AdminDown we keep sending AdminDown at the slow rate, where FRR sends one packet and
+  falls silent: a peer that missed that one packet, or restarted, still learns that the
+  session is down on purpose and not by failure (RFC 5882 section 3.2).
 A Poll Sequence rides on the periodic packets only (section 6.5: "additional packets MUST NOT
 be sent"); the packet sent on entering Up is the one exception, as it restarts the schedule.
 """
@@ -379,4 +380,3 @@ class Session:
                 final=final,
             )
         )
-
