@@ -14,6 +14,7 @@ from bgplab.bgp.policy import MaxPrefix
 from bgplab.bgp.rib import DecisionOptions
 from bgplab.bgp.speaker import PeerConfig, Speaker
 from bgplab.bgp.wire import IPV4_UNICAST
+from bgplab.bgp.wire.nlri import parse_prefix
 from bgplab.testing.daemons import FrrDaemon, Neighbor, Route
 from bgplab.testing.netns import LinkedPair
 from tests.bgp.test_speaker import Recorder, eventually
@@ -95,3 +96,66 @@ async def test_bfd_down_tears_bgp_down_at_once_against_frr(interval: int) -> Non
             await off_loop(drop_all, lab.b, lab.ifname, False)
             rec.close()
             await speaker.stop()
+
+
+async def test_two_frr_paths_give_one_ecmp_route_in_the_kernel_and_bfd_removes_one() -> None:
+    """Issue-3 acceptance: two FRR routers announce the same prefix with equal attributes -> two
+    paths in our Loc-RIB and one ECMP route in the kernel; BFD on one link fails -> that next hop
+    leaves RIB and kernel within the detection time; the other router withdraws -> no route."""
+    import asyncio
+
+    from bgplab.bgp.fib import Fib, FibFeeder
+    from bgplab.bgp.speaker import BfdSettings
+    from bgplab.testing.netns import Netns, add_address, drop_all, veth
+
+    with Netns("bge") as ours, Netns("bge") as ns1, Netns("bge") as ns2:
+        veth(ours, "eth1", ns1, "eth1")
+        veth(ours, "eth2", ns2, "eth1")
+        for ns, cidr, ifname in ((ours, "192.0.2.1/24", "eth1"), (ns1, "192.0.2.2/24", "eth1"),
+                                 (ours, "198.51.100.1/24", "eth2"), (ns2, "198.51.100.2/24", "eth1")):
+            add_address(ns, ifname, cidr)
+        bfd = (100, 100, 3)
+        frr1 = FrrDaemon(ns1, 65010, "10.0.0.2", [Neighbor("192.0.2.1", 12076, families=("ipv4",), bfd=bfd)],
+                         [Route("10.1.0.0/16")])
+        frr2 = FrrDaemon(ns2, 65010, "10.0.0.3", [Neighbor("198.51.100.1", 12076, families=("ipv4",), bfd=bfd)],
+                         [Route("10.1.0.0/16")])
+        with frr1, frr2:
+            speaker = Speaker(12076, "10.0.0.1", netns=ours.name, routing=DecisionOptions(max_paths=2),
+                              listen=[("192.0.2.1", 179), ("198.51.100.1", 179)])
+            for addr in ("192.0.2.2", "198.51.100.2"):
+                speaker.add_peer(PeerConfig(addr, 65010, passive=True, hold_time=30, idle_hold=0.5,
+                                            bfd=BfdSettings(100, 100, 3)))
+            fib = await Fib(ours.name).open()
+            feeder = FibFeeder(fib)
+            speaker.rib_listeners.append(feeder.on_rib_changes)
+            await speaker.start()
+            key = parse_prefix("10.1.0.0/16")[1]
+
+            async def kernel_hops() -> set[str]:
+                await feeder.idle()
+                route = (await fib.routes(IPV4_UNICAST)).get((IPV4_UNICAST, key))
+                return set(route or ())
+
+            try:
+                assert speaker.rib is not None
+                await eventually(lambda: len(speaker.rib.selected(IPV4_UNICAST, key)) == 2, 40, "two paths")
+                assert await kernel_hops() == {"192.0.2.2", "198.51.100.2"}
+                out = ours.run(["ip", "-j", "route", "show", "10.1.0.0/16"]).stdout
+                assert "192.0.2.2" in out and "198.51.100.2" in out  # one route, two next hops, per iproute2
+                await eventually(lambda: speaker.bfd_state("192.0.2.2") == "up", 15, "BFD up")
+                await off_loop(drop_all, ns1, "eth1", True)
+                cut = time.monotonic()
+                await eventually(lambda: len(speaker.rib.selected(IPV4_UNICAST, key)) == 1, 5, "one path left")
+                while await kernel_hops() != {"198.51.100.2"}:
+                    assert time.monotonic() - cut < 2, "kernel kept the dead next hop"
+                    await asyncio.sleep(0.01)
+                assert time.monotonic() - cut <= 0.3 + 0.3  # 100 ms x 3, plus FIB programming
+                await off_loop(frr2.withdraw, "10.1.0.0/16")
+                await eventually(lambda: not speaker.rib.selected(IPV4_UNICAST, key), 10, "no path left")
+                assert await kernel_hops() == set()
+            finally:
+                await off_loop(drop_all, ns1, "eth1", False)
+                await speaker.stop()
+                await feeder.idle()
+                await fib.close()
+            assert "10.1.0.0" not in ours.run(["ip", "route"]).stdout  # nothing left behind
