@@ -18,7 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
-from bgplab.bgp.wire.attributes import PathAttributes
 from bgplab.bgp.wire.capabilities import (
     Capability,
     EnhancedRouteRefresh,
@@ -55,6 +54,7 @@ from bgplab.bgp.wire.update import (
     IPV4_UNICAST,
     IPV6_UNICAST,
     CodecContext,
+    DecodeCache,
     Family,
     Update,
     decode_update,
@@ -324,7 +324,7 @@ class Session:
     _framer: Framer = field(default_factory=Framer)
     _local_open: Open | None = None
     _peer_open: Open | None = None
-    _cache: dict[bytes, PathAttributes] = field(default_factory=dict)
+    _cache: DecodeCache = field(default_factory=DecodeCache)
     _first_as_checked: bool = False
 
     # ---- application events
@@ -351,7 +351,7 @@ class Session:
         if self.state not in (State.CONNECT, State.ACTIVE):
             return [Disconnect()]
         self._framer = Framer()
-        self._cache = {}
+        self._cache = DecodeCache()
         self._local_open = local_open(self.config)
         actions: list[Action] = [
             StopTimer(Timer.CONNECT_RETRY),
@@ -487,10 +487,11 @@ class Session:
     def _check_first_as(self, update: Update) -> None:
         """RFC 4271 section 6.3: an external peer's path must start with its own AS; else withdraw."""
         assert self.negotiated is not None and update.attributes is not None
-        asns = update.attributes.asns()
-        if (update.nlri or update.mp_reach) and (not asns or asns[0] != self.negotiated.peer_open.asn):
+        path = update.attributes.as_path
+        first = path[0][1][0] if path and path[0][1] else None
+        if (update.nlri or update.mp_reach) and first != self.negotiated.peer_open.asn:
             update.errors.append(
-                UpdateError(UpdateAction.TREAT_AS_WITHDRAW, 2, f"AS_PATH does not start with peer AS {asns[:1]}")
+                UpdateError(UpdateAction.TREAT_AS_WITHDRAW, 2, f"AS_PATH does not start with the peer's AS ({first})")
             )
             treat_as_withdraw(update)
 
@@ -577,7 +578,7 @@ class Session:
             actions.append(SessionDown(reason))
         self.negotiated = None
         self._peer_open = None
-        self._cache = {}
+        self._cache = DecodeCache()
         return actions
 
     def _leave_idle(self, reason: str) -> list[Action]:

@@ -430,7 +430,10 @@ class Peer:
 
     def _looped(self, attrs: PathAttributes) -> bool:
         asn = self.speaker.asn
-        count = sum(seg.count(asn) for _, seg in attrs.as_path or ())
+        path = attrs.as_path
+        if not path:
+            return False
+        count = path[0][1].count(asn) if len(path) == 1 else sum(seg.count(asn) for _, seg in path)
         return count > self.config.allow_own_as
 
     def _with_next_hop(self, attrs: PathAttributes, next_hop: str) -> PathAttributes:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from bgplab.bgp.routesyntax import RouteSyntaxError, parse_community, parse_large_community
@@ -178,7 +178,7 @@ class Changes:
             updates["next_hop"] = None  # the speaker puts its own address there when sending
         elif self.next_hop is not None:
             updates["next_hop"] = self.next_hop
-        return replace(attrs, **updates) if updates else attrs
+        return attrs.with_changes(**updates) if updates else attrs
 
 
 def strip_private(path: tuple[AsSegment, ...], mode: str) -> tuple[AsSegment, ...]:

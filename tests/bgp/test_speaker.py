@@ -290,7 +290,7 @@ async def test_send_hold_timer_closes_a_peer_that_stopped_reading() -> None:
         )
         down = next(e for e in rec.of(PeerStateChanged) if "send hold" in e.reason)
         up = next(e for e in rec.of(PeerStateChanged) if e.new == "established")
-        assert 1.0 <= down.time - up.time <= 4.0
+        assert 1.0 <= down.time - up.time <= 8.0  # 1.5 s once the buffer is full; filling it takes a while
         assert not rec.of(NotificationEvent)  # RFC 9687: close, no NOTIFICATION behind the stuck data
         sock.close()
     finally:

@@ -19,7 +19,9 @@ from bgplab.bgp.wire.constants import (
 from bgplab.bgp.wire.errors import NotificationError
 
 _HEADER = ErrorCode.MESSAGE_HEADER
-_KNOWN_TYPES = frozenset(int(t) for t in MessageType)
+_MIN_LENGTH: dict[int, int] = {int(t): n for t, n in MIN_LENGTH.items()}
+"""MIN_LENGTH by plain int: also the set of known message types."""
+_KEEPALIVE = int(MessageType.KEEPALIVE)
 
 
 def frame(msg_type: int, body: bytes) -> bytes:
@@ -49,40 +51,44 @@ class Framer:
         if self._error is not None:
             return [], self._error
         buf = self._buf
-        buf += data
+        if buf or type(data) is not bytes:
+            # Join the kept partial message with the new bytes once, so every body below is a
+            # single slice of immutable bytes rather than a bytearray slice copied again.
+            buf += data
+            data = bytes(buf)
+            buf.clear()
         out: list[tuple[int, bytes]] = []
         append = out.append
         off = 0
-        end = len(buf)
+        end = len(data)
         max_length = self.max_length
+        min_length = _MIN_LENGTH
         while end - off >= HEADER_LEN:
-            if not buf.startswith(MARKER, off):
+            if not data.startswith(MARKER, off):
                 self._error = NotificationError(
                     _HEADER, HeaderSubcode.CONNECTION_NOT_SYNCHRONIZED, reason="marker is not all ones"
                 )
                 break
-            length = (buf[off + 16] << 8) | buf[off + 17]
-            msg_type = buf[off + 18]
+            length = (data[off + 16] << 8) | data[off + 17]
+            msg_type = data[off + 18]
             if length < HEADER_LEN or length > max_length:
                 self._error = _bad_length(length, f"length {length} outside 19..{max_length}")
                 break
-            if msg_type not in _KNOWN_TYPES:
+            minimum = min_length.get(msg_type)
+            if minimum is None:
                 self._error = NotificationError(
                     _HEADER, HeaderSubcode.BAD_MESSAGE_TYPE, bytes((msg_type,)), f"unknown message type {msg_type}"
                 )
                 break
-            minimum = MIN_LENGTH[MessageType(msg_type)]
-            if length < minimum or (msg_type == MessageType.KEEPALIVE and length != HEADER_LEN):
+            if length < minimum or (msg_type == _KEEPALIVE and length != HEADER_LEN):
                 self._error = _bad_length(length, f"length {length} wrong for {MessageType(msg_type).name}")
                 break
             if end - off < length:
                 break
-            append((msg_type, bytes(buf[off + HEADER_LEN : off + length])))
+            append((msg_type, data[off + HEADER_LEN : off + length]))
             off += length
-        if self._error is not None:
-            buf.clear()
-        elif off:
-            del buf[:off]
+        if self._error is None and off < end:
+            buf += data[off:] if off else data
         return out, self._error
 
 

@@ -21,6 +21,7 @@ from bgplab.bgp.wire.attributes import (
     LargeCommunity,
     PathAttributes,
     UnknownAttribute,
+    _new_attributes,
     encode_attributes,
     encode_mp_attribute,
     merge_as4_path,
@@ -47,7 +48,7 @@ IPV6_UNICAST: Family = (int(Afi.IPV6), int(Safi.UNICAST))
 
 _TAW = UpdateAction.TREAT_AS_WITHDRAW
 _DISCARD = UpdateAction.ATTRIBUTE_DISCARD
-_MP = (AttrType.MP_REACH_NLRI, AttrType.MP_UNREACH_NLRI)
+_MP = (int(AttrType.MP_REACH_NLRI), int(AttrType.MP_UNREACH_NLRI))
 _DISCARD_ON_ERROR = frozenset(
     (AttrType.ATOMIC_AGGREGATE, AttrType.AGGREGATOR, AttrType.AS4_PATH, AttrType.AS4_AGGREGATOR)
 )
@@ -119,23 +120,210 @@ def _reset(subcode: int, reason: str, data: bytes = b"") -> NotificationError:
     return NotificationError(ErrorCode.UPDATE_MESSAGE, subcode, data, reason)
 
 
-def _decode_as_path(value: bytes, asn_size: int) -> tuple[AsSegment, ...] | None:
-    """Decode AS_PATH/AS4_PATH segments; None when malformed in any way RFC 7606 section 7.2 lists."""
+# Plain ints for the hot paths: an IntEnum member costs a class attribute lookup per use.
+_ORIGIN = int(AttrType.ORIGIN)
+_AS_PATH = int(AttrType.AS_PATH)
+_NEXT_HOP = int(AttrType.NEXT_HOP)
+_MED = int(AttrType.MULTI_EXIT_DISC)
+_LOCAL_PREF = int(AttrType.LOCAL_PREF)
+_ATOMIC_AGGREGATE = int(AttrType.ATOMIC_AGGREGATE)
+_AGGREGATOR = int(AttrType.AGGREGATOR)
+_COMMUNITIES = int(AttrType.COMMUNITIES)
+_ORIGINATOR_ID = int(AttrType.ORIGINATOR_ID)
+_CLUSTER_LIST = int(AttrType.CLUSTER_LIST)
+_MP_REACH = int(AttrType.MP_REACH_NLRI)
+_MP_UNREACH = int(AttrType.MP_UNREACH_NLRI)
+_EXTENDED_COMMUNITIES = int(AttrType.EXTENDED_COMMUNITIES)
+_AS4_PATH = int(AttrType.AS4_PATH)
+_AS4_AGGREGATOR = int(AttrType.AS4_AGGREGATOR)
+_LARGE_COMMUNITIES = int(AttrType.LARGE_COMMUNITIES)
+_ONLY_TO_CUSTOMER = int(AttrType.ONLY_TO_CUSTOMER)
+_F_OPTIONAL = int(AttrFlag.OPTIONAL)
+_F_TRANSITIVE = int(AttrFlag.TRANSITIVE)
+_F_EXTENDED_LENGTH = int(AttrFlag.EXTENDED_LENGTH)
+_EXPECTED: dict[int, int] = {int(t): int(f) for t, f in EXPECTED_FLAGS.items()}
+_SEG_SEQUENCE = int(AsPathSegmentType.AS_SEQUENCE)
+_SEG_CONFED_SEQUENCE = int(AsPathSegmentType.AS_CONFED_SEQUENCE)
+_AFI_IPV4 = int(Afi.IPV4)
+
+# unpack_from of n 2- or 4-octet numbers, by n; AS_PATH segments hold at most 255.
+_UNPACK_U16 = [struct.Struct("!%dH" % n).unpack_from for n in range(256)]
+_UNPACK_U32 = [struct.Struct("!%dI" % n).unpack_from for n in range(256)]
+_unpack_u32 = struct.Struct("!I").unpack_from
+
+
+class DecodeCache:
+    """What one session's decoder remembers between UPDATEs: one per session, reset with it.
+
+    `attributes` maps the raw bytes of an attribute set to its decoded `PathAttributes`: real
+    tables repeat attribute sets, and a repeated set is then neither decoded nor stored twice.
+    Only complete, error-free, MP-free sets are kept, so a hit needs no checks. When sets do
+    not repeat (a sender that packs each set into one UPDATE), keeping their bytes would cost
+    time and memory for nothing: the hit rate is judged every `WINDOW` lookups, and below
+    `MIN_HIT_RATE` the table is emptied and left unused for the next `PAUSE` UPDATEs, after
+    which it is tried again.
+
+    `next_hops` and `asns` make equal values one object: IPv4 next hops (by their 32-bit
+    value) and AS numbers. Nearly every route of a session shares its next hop, and AS numbers
+    recur across paths; each one shared saves its bytes once per UPDATE for as long as the
+    routes are held.
+
+    Entries depend on the session's `CodecContext` (4-octet AS, eBGP), so a cache must not be
+    shared between contexts. Every table is bounded: when one is full it is emptied.
+    """
+
+    __slots__ = ("_hits", "_lookups", "_paused", "asns", "attributes", "next_hops")
+
+    LIMIT = 262144
+    """Entries per table before it is emptied."""
+    WINDOW = 4096
+    """Lookups in `attributes` per verdict on its hit rate."""
+    MIN_HIT_RATE = 0.125
+    """About where a hit (a decode saved) pays for the misses' copying and storing."""
+    PAUSE = 32768
+    """UPDATEs decoded without `attributes` after a poor window."""
+
+    def __init__(self) -> None:
+        self.attributes: dict[bytes, PathAttributes] = {}
+        self.next_hops: dict[int, str] = {}
+        self.asns: dict[int, int] = {}
+        self._lookups = 0
+        self._hits = 0
+        self._paused = 0
+        """UPDATEs still to decode without using `attributes`."""
+
+    def clear(self) -> None:
+        self.attributes.clear()
+        self.next_hops.clear()
+        self.asns.clear()
+        self._lookups = self._hits = self._paused = 0
+
+    def _judge(self) -> None:
+        """At the end of a window: keep using `attributes` or pause it."""
+        if self._hits < self._lookups * self.MIN_HIT_RATE:
+            self.attributes.clear()
+            self._paused = self.PAUSE
+        self._lookups = self._hits = 0
+
+
+def _decode_as_path(data: bytes, i: int, end: int, asn_size: int) -> tuple[AsSegment, ...] | None:
+    """Decode AS_PATH/AS4_PATH segments from data[i:end]; None when malformed in any way RFC 7606
+    section 7.2 lists."""
     segments: list[AsSegment] = []
-    fmt = "!%dI" if asn_size == 4 else "!%dH"
-    i, end = 0, len(value)
+    unpack = _UNPACK_U32 if asn_size == 4 else _UNPACK_U16
     while i < end:
         if end - i < 2:
             return None
-        seg_type, count = value[i], value[i + 1]
+        seg_type, count = data[i], data[i + 1]
         if seg_type < 1 or seg_type > 4 or count == 0:
             return None
         j = i + 2 + count * asn_size
         if j > end:
             return None
-        segments.append((seg_type, struct.unpack_from(fmt % count, value, i + 2)))
+        segments.append((seg_type, unpack[count](data, i + 2)))
         i = j
     return tuple(segments)
+
+
+_unpack_common_head = struct.Struct("!IHBBB").unpack_from
+"""ORIGIN whole (flags, type, length 1, value), then AS_PATH flags and type, length, first segment type and count."""
+_unpack_next_hop = struct.Struct("!HBI").unpack_from
+_ORIGIN_HEAD = (_F_TRANSITIVE << 16) | (_ORIGIN << 8) | 1
+_AS_PATH_HEAD = (_F_TRANSITIVE << 8) | _AS_PATH
+_NEXT_HOP_HEAD = (_F_TRANSITIVE << 8) | _NEXT_HOP
+_F_OPTIONAL_TRANSITIVE = _F_OPTIONAL | _F_TRANSITIVE
+_iter_unpack = struct.iter_unpack
+
+
+def _decode_common(
+    body: bytes, i: int, end: int, ctx: CodecContext, cache: DecodeCache | None
+) -> PathAttributes | None:
+    """The attribute list nearly every UPDATE carries, or None for anything else.
+
+    Accepted: ORIGIN, an AS_PATH of one AS_SEQUENCE and NEXT_HOP, then any of MED,
+    LOCAL_PREF (iBGP only), COMMUNITIES and LARGE_COMMUNITIES, in type order, each once, with
+    exactly its usual flags, a one-byte length, and valid. Such a list decodes without errors
+    and its attributes are all there is to it. Anything else, valid or not, returns None and
+    goes to `_decode_attributes`, which gives the same result for what is accepted here.
+    """
+    if end - i < 16:
+        return None
+    origin_word, as_path_head, length, seg_type, count = _unpack_common_head(body, i)
+    if origin_word >> 8 != _ORIGIN_HEAD or as_path_head != _AS_PATH_HEAD or seg_type != _SEG_SEQUENCE or not count:
+        return None
+    origin = origin_word & 0xFF
+    vstart = i + 7
+    i = vstart + length
+    four_octet = ctx.four_octet_as
+    if origin > 2 or i + 7 > end or length != 2 + (4 if four_octet else 2) * count:
+        return None
+    seq = (_UNPACK_U32 if four_octet else _UNPACK_U16)[count](body, vstart + 2)
+    if 0 in seq:
+        return None
+    next_hop_head, length, hop = _unpack_next_hop(body, i)
+    if next_hop_head != _NEXT_HOP_HEAD or length != 4:
+        return None
+    i += 7
+    med: int | None = None
+    local_pref: int | None = None
+    communities: tuple[int, ...] = ()
+    large: tuple[LargeCommunity, ...] = ()
+    last = _NEXT_HOP
+    while i < end:
+        if end - i < 3:
+            return None
+        flags = body[i]
+        atype = body[i + 1]
+        length = body[i + 2]
+        vstart = i + 3
+        i = vstart + length
+        if i > end or atype <= last:
+            return None
+        last = atype
+        if atype == _COMMUNITIES:
+            if flags != _F_OPTIONAL_TRANSITIVE or not length or length & 3:
+                return None
+            communities = _UNPACK_U32[length >> 2](body, vstart)
+        elif atype == _MED:
+            if flags != _F_OPTIONAL or length != 4:
+                return None
+            med = _unpack_u32(body, vstart)[0]
+        elif atype == _LOCAL_PREF:
+            if flags != _F_TRANSITIVE or length != 4 or ctx.ebgp:
+                return None
+            local_pref = _unpack_u32(body, vstart)[0]
+        elif atype == _LARGE_COMMUNITIES:
+            if flags != _F_OPTIONAL_TRANSITIVE or not length or length % 12:
+                return None
+            large = tuple(_iter_unpack("!III", body[vstart:i]))
+        else:
+            return None
+    next_hop: str | None
+    if cache is None:
+        next_hop = socket.inet_ntoa(hop.to_bytes(4, "big"))
+    else:
+        next_hops = cache.next_hops
+        next_hop = next_hops.get(hop)
+        if next_hop is None:
+            next_hop = next_hops[hop] = socket.inet_ntoa(hop.to_bytes(4, "big"))
+        same = cache.asns.setdefault
+        seq = tuple(map(same, seq, seq))
+    return _new_attributes(origin, ((_SEG_SEQUENCE, seq),), next_hop, med, local_pref, communities, large, None)
+
+
+def _next_hop(hop: int, cache: DecodeCache) -> str:
+    """The session's one string for this IPv4 next hop."""
+    next_hops = cache.next_hops
+    text = next_hops.get(hop)
+    if text is None:
+        text = next_hops[hop] = socket.inet_ntoa(hop.to_bytes(4, "big"))
+    return text
+
+
+def _intern_path(path: tuple[AsSegment, ...], cache: DecodeCache) -> tuple[AsSegment, ...]:
+    """The path with its AS numbers shared with the rest of the session's."""
+    same = cache.asns.setdefault
+    return tuple([(seg_type, tuple(map(same, seg, seg))) for seg_type, seg in path])
 
 
 def _decode_mp_reach(value: bytes, ctx: CodecContext) -> MpReach | None:
@@ -170,12 +358,16 @@ def _decode_mp_unreach(value: bytes, ctx: CodecContext) -> MpUnreach | None:
     return MpUnreach(afi, safi, decode_prefixes(afi, value, 3, len(value)))
 
 
-def decode_update(body: bytes, ctx: CodecContext, cache: dict[bytes, PathAttributes] | None = None) -> Update:
+def decode_update(body: bytes, ctx: CodecContext, cache: DecodeCache | None = None) -> Update:
     """Decode an UPDATE body (after the 19-byte header).
 
-    `cache` maps raw attribute bytes to decoded attributes for one session: real tables repeat
-    attribute sets, and decoding each set once is the larger part of ingest speed. Only
-    complete, error-free, MP-free attribute sets are cached, so a hit needs no checks.
+    `cache` is the session's `DecodeCache`: attribute sets seen before are not decoded again,
+    and next hops and AS numbers are shared between UPDATEs. Without one, every UPDATE is
+    decoded on its own; the result is equal either way.
+
+    The attribute lists nearly every UPDATE carries take a straight-line path
+    (`_decode_common`); everything else, including every damaged list, goes through the
+    general decoder with RFC 7606 handling.
     """
     blen = len(body)
     wlen = (body[0] << 8) | body[1]
@@ -189,32 +381,85 @@ def decode_update(body: bytes, ctx: CodecContext, cache: dict[bytes, PathAttribu
             UpdateSubcode.MALFORMED_ATTRIBUTE_LIST,
             f"withdrawn length {wlen} + attribute length {alen} exceed the message",
         )
-    withdrawn = decode_prefixes(Afi.IPV4, body, 2, 2 + wlen) if wlen else []
-    nlri = decode_prefixes(Afi.IPV4, body, a_end, blen) if a_end < blen else []
-    update = Update(withdrawn=withdrawn, nlri=nlri)
+    withdrawn = decode_prefixes(_AFI_IPV4, body, 2, 2 + wlen) if wlen else []
+    nlri = decode_prefixes(_AFI_IPV4, body, a_end, blen) if a_end < blen else []
+    update = _new_update(withdrawn, nlri)
     if not alen:
         if nlri:
             update.errors.append(UpdateError(_TAW, None, "NLRI without path attributes"))
             update.withdrawn = withdrawn + nlri
             update.nlri = []
         return update
-    if cache is not None:
-        raw = body[a_start:a_end]
-        hit = cache.get(raw)
-        if hit is not None:
-            update.attributes = hit
-            return update
-    _decode_attributes(body, a_start, a_end, ctx, update)
-    if cache is not None and update.attributes is not None and not update.errors and update.mp_reach is None:
+    if cache is None:
+        attrs = _decode_common(body, a_start, a_end, ctx, None)
+        if attrs is None:
+            _decode_attributes(body, a_start, a_end, ctx, update, None)
+        else:
+            update.attributes = attrs
+        return update
+    limit = DecodeCache.LIMIT
+    if len(cache.asns) >= limit:
+        cache.asns.clear()
+    if len(cache.next_hops) >= limit:
+        cache.next_hops.clear()
+    if cache._lookups >= DecodeCache.WINDOW:
+        cache._judge()
+    if cache._paused:
+        cache._paused -= 1
+        attrs = _decode_common(body, a_start, a_end, ctx, cache)
+        if attrs is None:
+            _decode_attributes(body, a_start, a_end, ctx, update, cache)
+        else:
+            update.attributes = attrs
+        return update
+    raw = body[a_start:a_end]
+    known = cache.attributes
+    attrs = known.get(raw)
+    cache._lookups += 1
+    if attrs is not None:
+        cache._hits += 1
+        update.attributes = attrs
+        return update
+    attrs = _decode_common(body, a_start, a_end, ctx, cache)
+    if attrs is None:
+        _decode_attributes(body, a_start, a_end, ctx, update, cache)
         attrs = update.attributes
-        if not update.mp_unreach and attrs.origin is not None and attrs.as_path is not None and attrs.next_hop:
-            if len(cache) >= 262144:
-                cache.clear()  # bounded: a table of mostly unique sets must not double its memory
-            cache[raw] = attrs
+        if (
+            attrs is None
+            or update.errors
+            or update.mp_reach is not None
+            or update.mp_unreach
+            or attrs.origin is None
+            or attrs.as_path is None
+            or not attrs.next_hop
+        ):
+            return update
+    else:
+        update.attributes = attrs
+    if len(known) >= limit:
+        known.clear()  # bounded: a table of mostly unique sets must not double its memory
+    known[raw] = attrs
     return update
 
 
-def _decode_attributes(body: bytes, i: int, end: int, ctx: CodecContext, update: Update) -> None:
+_new_object = object.__new__
+
+
+def _new_update(withdrawn: list[int], nlri: list[int]) -> Update:
+    """`Update(withdrawn=withdrawn, nlri=nlri)`, without the dataclass __init__'s default handling."""
+    update: Update = _new_object(Update)
+    update.withdrawn = withdrawn
+    update.attributes = None
+    update.nlri = nlri
+    update.mp_reach = None
+    update.mp_unreach = ()
+    update.errors = []
+    return update
+
+
+def _decode_attributes(
+    body: bytes, i: int, end: int, ctx: CodecContext, update: Update, cache: DecodeCache | None
+) -> None:
     errors = update.errors
     seen: set[int] = set()
     origin: int | None = None
@@ -232,9 +477,11 @@ def _decode_attributes(body: bytes, i: int, end: int, ctx: CodecContext, update:
     originator_id: str | None = None
     cluster_list: tuple[str, ...] = ()
     otc: int | None = None
-    unknown: list[UnknownAttribute] = []
-    asn_size = 4 if ctx.four_octet_as else 2
-    mp_unreach: list[MpUnreach] = []
+    unknown: list[UnknownAttribute] | None = None
+    four_octet = ctx.four_octet_as
+    asn_size = 4 if four_octet else 2
+    mp_unreach: list[MpUnreach] | None = None
+    rare = False  # any attribute that lives in PathAttributes' rare slot
 
     while i < end:
         if end - i < 3:
@@ -242,7 +489,7 @@ def _decode_attributes(body: bytes, i: int, end: int, ctx: CodecContext, update:
             break
         flags = body[i]
         atype = body[i + 1]
-        if flags & AttrFlag.EXTENDED_LENGTH:
+        if flags & _F_EXTENDED_LENGTH:
             if end - i < 4:
                 errors.append(UpdateError(_TAW, atype, "truncated extended-length attribute header"))
                 break
@@ -262,117 +509,145 @@ def _decode_attributes(body: bytes, i: int, end: int, ctx: CodecContext, update:
             errors.append(UpdateError(_DISCARD, atype, "repeated attribute; the first is kept"))
             continue
         seen.add(atype)
-        expected = EXPECTED_FLAGS.get(atype)
+        expected = _EXPECTED.get(atype)
         if expected is None:
-            if not flags & AttrFlag.OPTIONAL:
+            if not flags & _F_OPTIONAL:
                 raise _reset(
                     UpdateSubcode.UNRECOGNIZED_WELL_KNOWN_ATTRIBUTE,
                     f"unrecognized well-known attribute {atype}",
-                    body[vstart - (4 if flags & AttrFlag.EXTENDED_LENGTH else 3) : vend],
+                    body[vstart - (4 if flags & _F_EXTENDED_LENGTH else 3) : vend],
                 )
-            if flags & AttrFlag.TRANSITIVE:
+            if flags & _F_TRANSITIVE:
+                if unknown is None:
+                    unknown = []
                 unknown.append(UnknownAttribute(flags & 0xE0, atype, body[vstart:vend]))
+                rare = True
             continue
-        value = body[vstart:vend]
         if flags & 0xC0 != expected:
             # RFC 7606 section 3 c: a flags error is that attribute's own malformation.
-            discard = atype in _DISCARD_ON_ERROR or (atype == AttrType.LOCAL_PREF and ctx.ebgp)
+            discard = atype in _DISCARD_ON_ERROR or (atype == _LOCAL_PREF and ctx.ebgp)
             action = _DISCARD if discard else _TAW
             errors.append(UpdateError(action, atype, f"flags 0x{flags:02x} conflict with the attribute type"))
             if atype not in _MP:
                 continue
-        if atype == AttrType.ORIGIN:
-            if length != 1 or value[0] > 2:
-                errors.append(UpdateError(_TAW, atype, f"malformed ORIGIN ({value.hex()})"))
+        # The attributes nearly every UPDATE carries come first, read in place.
+        if atype == _ORIGIN:
+            if length != 1 or body[vstart] > 2:
+                errors.append(UpdateError(_TAW, atype, f"malformed ORIGIN ({body[vstart:vend].hex()})"))
             else:
-                origin = value[0]
-        elif atype == AttrType.AS_PATH:
-            as_path = _decode_as_path(value, asn_size)
+                origin = body[vstart]
+        elif atype == _AS_PATH:
+            count = body[vstart + 1] if length >= 2 else 0
+            if count and length == 2 + count * asn_size and body[vstart] == _SEG_SEQUENCE:
+                # one AS_SEQUENCE, the shape nearly every path has
+                seq = (_UNPACK_U32 if four_octet else _UNPACK_U16)[count](body, vstart + 2)
+                as_path = ((_SEG_SEQUENCE, seq),)
+                if 0 in seq:
+                    errors.append(UpdateError(_TAW, atype, "AS number 0 in AS_PATH (RFC 7607)"))
+                elif cache is not None:
+                    as_path = _intern_path(as_path, cache)
+                continue
+            as_path = _decode_as_path(body, vstart, vend, asn_size)
             if as_path is None:
                 errors.append(UpdateError(_TAW, atype, "malformed AS_PATH"))
-            elif ctx.ebgp and any(t >= AsPathSegmentType.AS_CONFED_SEQUENCE for t, _ in as_path):
+            elif ctx.ebgp and any(t >= _SEG_CONFED_SEQUENCE for t, _ in as_path):
                 errors.append(UpdateError(_TAW, atype, "confederation segment from an external peer"))
             elif any(0 in seg for _, seg in as_path):
                 errors.append(UpdateError(_TAW, atype, "AS number 0 in AS_PATH (RFC 7607)"))
-        elif atype == AttrType.NEXT_HOP:
+            elif cache is not None:
+                as_path = _intern_path(as_path, cache)
+        elif atype == _NEXT_HOP:
             if length != 4:
                 errors.append(UpdateError(_TAW, atype, f"NEXT_HOP length {length}"))
+            elif cache is None:
+                next_hop = socket.inet_ntoa(body[vstart:vend])
             else:
-                next_hop = socket.inet_ntoa(value)
-        elif atype == AttrType.MULTI_EXIT_DISC:
+                next_hop = _next_hop(_unpack_u32(body, vstart)[0], cache)
+        elif atype == _MED:
             if length != 4:
                 errors.append(UpdateError(_TAW, atype, f"MULTI_EXIT_DISC length {length}"))
             else:
-                med = int.from_bytes(value, "big")
-        elif atype == AttrType.LOCAL_PREF:
+                med = _unpack_u32(body, vstart)[0]
+        elif atype == _COMMUNITIES:
+            if length == 0 or length % 4:
+                errors.append(UpdateError(_TAW, atype, f"COMMUNITIES length {length}"))
+            else:
+                n = length >> 2
+                unpack = _UNPACK_U32[n] if n < 256 else struct.Struct("!%dI" % n).unpack_from
+                communities = unpack(body, vstart)
+        elif atype == _LOCAL_PREF:
             if ctx.ebgp:
                 errors.append(UpdateError(_DISCARD, atype, "LOCAL_PREF from an external peer"))
             elif length != 4:
                 errors.append(UpdateError(_TAW, atype, f"LOCAL_PREF length {length}"))
             else:
-                local_pref = int.from_bytes(value, "big")
-        elif atype == AttrType.COMMUNITIES:
-            if length == 0 or length % 4:
-                errors.append(UpdateError(_TAW, atype, f"COMMUNITIES length {length}"))
-            else:
-                communities = struct.unpack("!%dI" % (length // 4), value)
-        elif atype == AttrType.LARGE_COMMUNITIES:
+                local_pref = _unpack_u32(body, vstart)[0]
+        elif atype == _LARGE_COMMUNITIES:
             if length == 0 or length % 12:
                 errors.append(UpdateError(_TAW, atype, f"LARGE_COMMUNITIES length {length}"))
             else:
-                large = tuple(struct.iter_unpack("!III", value))
-        elif atype == AttrType.EXTENDED_COMMUNITIES:
-            if length == 0 or length % 8:
-                errors.append(UpdateError(_TAW, atype, f"EXTENDED_COMMUNITIES length {length}"))
-            else:
-                extended = struct.unpack("!%dQ" % (length // 8), value)
-        elif atype == AttrType.MP_REACH_NLRI:
-            update.mp_reach = _decode_mp_reach(value, ctx)
-        elif atype == AttrType.MP_UNREACH_NLRI:
-            unreach = _decode_mp_unreach(value, ctx)
-            if unreach is not None:
-                mp_unreach.append(unreach)
-        elif atype == AttrType.ATOMIC_AGGREGATE:
-            if length:
-                errors.append(UpdateError(_DISCARD, atype, f"ATOMIC_AGGREGATE length {length}"))
-            else:
-                atomic = True
-        elif atype == AttrType.AGGREGATOR:
-            if length != asn_size + 4:
-                errors.append(UpdateError(_DISCARD, atype, f"AGGREGATOR length {length}"))
-            else:
-                aggregator = Aggregator(int.from_bytes(value[:asn_size], "big"), socket.inet_ntoa(value[asn_size:]))
-        elif atype == AttrType.AS4_PATH:
-            path4 = _decode_as_path(value, 4)
-            if path4 is None:
-                errors.append(UpdateError(_DISCARD, atype, "malformed AS4_PATH"))
-            elif any(0 in seg for _, seg in path4):
-                errors.append(UpdateError(_DISCARD, atype, "AS number 0 in AS4_PATH (RFC 7607)"))
-            elif ctx.four_octet_as:
-                errors.append(UpdateError(_DISCARD, atype, "AS4_PATH on a 4-octet AS session"))
-            else:
-                # RFC 6793 section 6: confederation segments are removed, the rest is used.
-                as4_path = tuple(seg for seg in path4 if seg[0] < AsPathSegmentType.AS_CONFED_SEQUENCE)
-        elif atype == AttrType.AS4_AGGREGATOR:
-            if length != 8:
-                errors.append(UpdateError(_DISCARD, atype, f"AS4_AGGREGATOR length {length}"))
-            elif not ctx.four_octet_as:
-                as4_aggregator = Aggregator(int.from_bytes(value[:4], "big"), socket.inet_ntoa(value[4:]))
-        elif atype == AttrType.ORIGINATOR_ID:
-            if length != 4:
-                errors.append(UpdateError(_TAW, atype, f"ORIGINATOR_ID length {length}"))
-            else:
-                originator_id = socket.inet_ntoa(value)
-        elif atype == AttrType.CLUSTER_LIST:
-            if length == 0 or length % 4:
-                errors.append(UpdateError(_TAW, atype, f"CLUSTER_LIST length {length}"))
-            else:
-                cluster_list = tuple(socket.inet_ntoa(value[k : k + 4]) for k in range(0, length, 4))
-        elif atype == AttrType.ONLY_TO_CUSTOMER:
-            if length != 4:
-                errors.append(UpdateError(_TAW, atype, f"ONLY_TO_CUSTOMER length {length}"))
-            else:
-                otc = int.from_bytes(value, "big")
+                large = tuple(struct.iter_unpack("!III", body[vstart:vend]))
+        else:
+            value = body[vstart:vend]
+            if atype == _EXTENDED_COMMUNITIES:
+                if length == 0 or length % 8:
+                    errors.append(UpdateError(_TAW, atype, f"EXTENDED_COMMUNITIES length {length}"))
+                else:
+                    extended = struct.unpack("!%dQ" % (length // 8), value)
+                    rare = True
+            elif atype == _MP_REACH:
+                update.mp_reach = _decode_mp_reach(value, ctx)
+            elif atype == _MP_UNREACH:
+                unreach = _decode_mp_unreach(value, ctx)
+                if unreach is not None:
+                    if mp_unreach is None:
+                        mp_unreach = []
+                    mp_unreach.append(unreach)
+            elif atype == _ATOMIC_AGGREGATE:
+                if length:
+                    errors.append(UpdateError(_DISCARD, atype, f"ATOMIC_AGGREGATE length {length}"))
+                else:
+                    atomic = rare = True
+            elif atype == _AGGREGATOR:
+                if length != asn_size + 4:
+                    errors.append(UpdateError(_DISCARD, atype, f"AGGREGATOR length {length}"))
+                else:
+                    aggregator = Aggregator(int.from_bytes(value[:asn_size], "big"), socket.inet_ntoa(value[asn_size:]))
+                    rare = True
+            elif atype == _AS4_PATH:
+                path4 = _decode_as_path(value, 0, length, 4)
+                if path4 is None:
+                    errors.append(UpdateError(_DISCARD, atype, "malformed AS4_PATH"))
+                elif any(0 in seg for _, seg in path4):
+                    errors.append(UpdateError(_DISCARD, atype, "AS number 0 in AS4_PATH (RFC 7607)"))
+                elif four_octet:
+                    errors.append(UpdateError(_DISCARD, atype, "AS4_PATH on a 4-octet AS session"))
+                else:
+                    # RFC 6793 section 6: confederation segments are removed, the rest is used.
+                    as4_path = tuple(seg for seg in path4 if seg[0] < _SEG_CONFED_SEQUENCE)
+            elif atype == _AS4_AGGREGATOR:
+                if length != 8:
+                    errors.append(UpdateError(_DISCARD, atype, f"AS4_AGGREGATOR length {length}"))
+                elif not four_octet:
+                    as4_aggregator = Aggregator(int.from_bytes(value[:4], "big"), socket.inet_ntoa(value[4:]))
+            elif atype == _ORIGINATOR_ID:
+                if length != 4:
+                    errors.append(UpdateError(_TAW, atype, f"ORIGINATOR_ID length {length}"))
+                else:
+                    originator_id = socket.inet_ntoa(value)
+                    rare = True
+            elif atype == _CLUSTER_LIST:
+                if length == 0 or length % 4:
+                    errors.append(UpdateError(_TAW, atype, f"CLUSTER_LIST length {length}"))
+                else:
+                    cluster_list = tuple(socket.inet_ntoa(value[k : k + 4]) for k in range(0, length, 4))
+                    rare = True
+            elif atype == _ONLY_TO_CUSTOMER:
+                if length != 4:
+                    errors.append(UpdateError(_TAW, atype, f"ONLY_TO_CUSTOMER length {length}"))
+                else:
+                    otc = int.from_bytes(value, "big")
+                    rare = True
 
     # RFC 6793 section 4.2.3: AGGREGATOR decides whether AS4_* are believed.
     if as4_aggregator is not None and aggregator is not None:
@@ -382,40 +657,40 @@ def _decode_attributes(body: bytes, i: int, end: int, ctx: CodecContext, update:
             as4_path = None
     if as4_path is not None and as_path is not None:
         as_path = merge_as4_path(as_path, as4_path)
-    update.mp_unreach = tuple(mp_unreach)
+    if mp_unreach is not None:
+        update.mp_unreach = tuple(mp_unreach)
 
-    has_nlri = bool(update.nlri) or (update.mp_reach is not None and bool(update.mp_reach.nlri))
-    if has_nlri and not any(e.action is _TAW for e in errors):
-        missing = [
-            name
-            for name, present in (
-                ("ORIGIN", origin is not None),
-                ("AS_PATH", as_path is not None),
-                ("NEXT_HOP", next_hop is not None or not update.nlri),
-            )
-            if not present
-        ]
-        if missing:
-            errors.append(UpdateError(_TAW, None, "missing well-known attribute " + ", ".join(missing)))
-    if any(e.action is _TAW for e in errors):
+    reach = update.mp_reach
+    if (
+        (origin is None or as_path is None or (next_hop is None and update.nlri))
+        and (update.nlri or (reach is not None and reach.nlri))
+        and not _withdraws(errors)
+    ):
+        missing = []
+        if origin is None:
+            missing.append("ORIGIN")
+        if as_path is None:
+            missing.append("AS_PATH")
+        if next_hop is None and update.nlri:
+            missing.append("NEXT_HOP")
+        errors.append(UpdateError(_TAW, None, "missing well-known attribute " + ", ".join(missing)))
+    if errors and _withdraws(errors):
         treat_as_withdraw(update)
         return
-    update.attributes = PathAttributes(
-        origin=origin,
-        as_path=as_path,
-        next_hop=next_hop,
-        med=med,
-        local_pref=local_pref,
-        atomic_aggregate=atomic,
-        aggregator=aggregator,
-        communities=communities,
-        large_communities=large,
-        extended_communities=extended,
-        originator_id=originator_id,
-        cluster_list=cluster_list,
-        only_to_customer=otc,
-        unknown=tuple(unknown),
+    update.attributes = _new_attributes(
+        origin,
+        as_path,
+        next_hop,
+        med,
+        local_pref,
+        communities,
+        large,
+        (atomic, aggregator, extended, originator_id, cluster_list, otc, tuple(unknown or ())) if rare else None,
     )
+
+
+def _withdraws(errors: list[UpdateError]) -> bool:
+    return any(error.action is _TAW for error in errors)
 
 
 def treat_as_withdraw(update: Update) -> None:
