@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -133,10 +133,12 @@ class Receiver(ABC):
 class BenchProcessReceiver(Receiver):
     """Our speaker or the sink: a bench process that reports the moment it held the table."""
 
-    def __init__(self, name: str, impl: str, gc: str = "default") -> None:
+    def __init__(self, name: str, impl: str, gc: str = "default", extra: Sequence[str] = ()) -> None:
         self.name = name
         self.impl = impl
         self.gc = gc
+        self.extra = list(extra)
+        """More bench.ingest_receiver options (bench.bestpath: several peers, a Loc-RIB)."""
         self.keepalive = KEEPALIVE if impl == "ours" else 0.0
         self.memory_of = "python receiver process"
         self.resolution_note = (f"self-timed by a {PROBE_INTERVAL * 1000:g} ms timer in its event loop"
@@ -145,7 +147,7 @@ class BenchProcessReceiver(Receiver):
         self._full: dict[str, Any] = {}
 
     def start(self, ns: Netns, expected: int, logdir: Path) -> None:
-        args = ["--impl", self.impl, "--expected", str(expected), "--gc", self.gc]
+        args = ["--impl", self.impl, "--expected", str(expected), "--gc", self.gc, *self.extra]
         self.child = Child(ns, "bench.ingest_receiver", args, logdir / f"{self.name}.log")
         self.child.expect("listening", 30)
 
@@ -228,7 +230,7 @@ class DaemonReceiver(Receiver):
                 last = self._count()
             end = time.monotonic()
             self.polls += 1
-            if last >= expected:
+            if self._complete(last, expected):
                 return Arrival(previous_start if previous_start is not None else start, end, last)
             if end >= deadline:
                 return Timeout(last)
@@ -239,6 +241,10 @@ class DaemonReceiver(Receiver):
     def _count(self) -> int:
         assert self.daemon is not None
         return self.daemon.received_count(SENDER_ADDRESS)
+
+    def _complete(self, count: int, expected: int) -> bool:
+        """Whether the last poll saw the whole table; bench.bestpath's FRR also needs its queue drained."""
+        return count >= expected
 
     def details(self) -> dict[str, Any]:
         return {"polls": self.polls, "poll_interval_s": self.poll, "poll_backoff": self.backoff,

@@ -12,16 +12,24 @@ sender is not what the real receiver's figure measures.
 
 Both print JSON lines: `listening` once they accept connections, `full` when the whole table is
 held (monotonic time, count, loop lag, own memory), and stop on SIGTERM.
+
+`--peers A,B --max-paths 2` (bench.bestpath) turns the speaker into a router: a Loc-RIB with
+that ECMP width over several peers, "full" meaning every peer's Adj-RIB-In holds the whole
+table. The decision process runs inside each UPDATE's handling, so at that moment every prefix
+has been selected over all its paths; the `full` line then adds the Loc-RIB's own census
+(prefixes, and how many have 1, 2, ... selected paths), taken after the time and memory.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import gc
 import signal
 import socket
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -38,6 +46,9 @@ from bench.ingest_common import (
     memory,
     split_messages,
 )
+from bgplab.bgp.peer import Peer
+from bgplab.bgp.policy import REJECT, Policy
+from bgplab.bgp.rib import DecisionOptions
 from bgplab.bgp.speaker import PeerConfig, Speaker
 from bgplab.bgp.wire.constants import HEADER_LEN, MessageType
 from bgplab.bgp.wire.update import IPV4_UNICAST
@@ -79,12 +90,23 @@ class IngestProbe:
                 "ticks": len(self.lags), "ticks_over_100ms": sum(lag > 0.1 for lag in lags)}
 
 
-async def run_ours(expected: int, gc_mode: str) -> None:
+async def run_ours(expected: int, gc_mode: str, addresses: tuple[str, ...] = (SENDER_ADDRESS,),
+                   max_paths: int = 0) -> None:
     if gc_mode == "off":
         gc.disable()
-    speaker = Speaker(RECEIVER_ASN, RECEIVER_ROUTER_ID, listen=[(RECEIVER_ADDRESS, BGP_PORT)])
-    peer = speaker.add_peer(PeerConfig(address=SENDER_ADDRESS, asn=SENDER_ASN, passive=True, hold_time=HOLD_TIME,
-                                       keepalive=KEEPALIVE, families=(IPV4_UNICAST,)))
+    routing = DecisionOptions(max_paths=max_paths) if max_paths else None
+    speaker = Speaker(RECEIVER_ASN, RECEIVER_ROUTER_ID, listen=[(RECEIVER_ADDRESS, BGP_PORT)], routing=routing)
+    # A router advertises its selection to its other peers. The daemons this is compared with are
+    # told to send nothing (FRR: a deny-all outbound route-map; BIRD: export none), so ours too
+    # only runs its export policy, which rejects every route.
+    export = Policy(default=REJECT) if routing else None
+    peers = [speaker.add_peer(PeerConfig(address=address, asn=SENDER_ASN, passive=True, hold_time=HOLD_TIME,
+                                         keepalive=KEEPALIVE, families=(IPV4_UNICAST,), export_policy=export))
+             for address in addresses]
+    peer = peers[0]
+    count: Callable[[], int] = peer.received_count
+    if routing or len(peers) > 1:
+        count = functools.partial(_least_accepted, peers)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -93,14 +115,31 @@ async def run_ours(expected: int, gc_mode: str) -> None:
     if gc_mode == "freeze":
         gc.freeze()
     emit("listening", memory=memory())
-    probe = IngestProbe(peer.received_count, expected)
+    probe = IngestProbe(count, expected)
     done = await _first(probe.full, stop)
     if done:
-        emit("full", t_full=probe.full.result(), first_seen=probe.first_seen, count=peer.received_count(),
-             established_at=peer.established_at, memory=memory(), stats=peer.stats, gc=gc_mode,
-             **probe.lag_summary())
+        held = memory()
+        extra: dict[str, Any] = {}
+        if speaker.rib is not None:
+            extra["rib"] = rib_census(speaker.rib.table(IPV4_UNICAST))
+        if len(peers) > 1:
+            extra["peers"] = {p.address: {"established_at": p.established_at, "stats": p.stats} for p in peers}
+        emit("full", t_full=probe.full.result(), first_seen=probe.first_seen, count=count(),
+             established_at=peer.established_at, memory=held, stats=peer.stats, gc=gc_mode,
+             **probe.lag_summary(), **extra)
         await stop.wait()
     await speaker.stop()
+
+
+def _least_accepted(peers: list[Peer]) -> int:
+    """The smallest Adj-RIB-In after import policy (as the daemons count theirs): all are full when it is."""
+    return min(p.accepted_count(IPV4_UNICAST) for p in peers)
+
+
+def rib_census(table: dict[int, tuple[int, ...]]) -> dict[str, Any]:
+    """Prefixes in the Loc-RIB and how many have each number of selected paths: the proof of multipath."""
+    widths = Counter(map(len, table.values()))
+    return {"prefixes": len(table), "paths_per_prefix": {str(k): v for k, v in sorted(widths.items())}}
 
 
 async def _first(full: asyncio.Future[float], stop: asyncio.Event) -> bool:
@@ -160,11 +199,15 @@ def main() -> None:
     parser.add_argument("--expected", type=int, required=True, help="prefixes in the whole table")
     parser.add_argument("--gc", choices=("default", "off", "freeze"), default="default",
                         help="ours only: run with the cyclic GC as shipped, disabled, or frozen after start-up")
+    parser.add_argument("--peers", default=SENDER_ADDRESS,
+                        help=f"ours only: comma-separated sender addresses, each a passive peer in AS {SENDER_ASN}")
+    parser.add_argument("--max-paths", type=int, default=0,
+                        help="ours only: run with a Loc-RIB of this ECMP width (0: no Loc-RIB, as bench.ingest)")
     args = parser.parse_args()
     if args.impl == "sink":
         run_sink(args.expected)
     else:
-        asyncio.run(run_ours(args.expected, args.gc))
+        asyncio.run(run_ours(args.expected, args.gc, tuple(args.peers.split(",")), args.max_paths))
 
 
 if __name__ == "__main__":

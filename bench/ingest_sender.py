@@ -123,11 +123,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--table", type=Path, required=True, help="file of encoded UPDATE messages")
     parser.add_argument("--connect-timeout", type=float, default=30.0)
+    # Two senders side by side (bench.bestpath) differ in these; the defaults are bench.ingest's one sender.
+    parser.add_argument("--local", default=SENDER_ADDRESS, help="source address to connect from")
+    parser.add_argument("--asn", type=int, default=SENDER_ASN)
+    parser.add_argument("--router-id", default=SENDER_ROUTER_ID)
     args = parser.parse_args()
     signal.pthread_sigmask(signal.SIG_BLOCK, {_GO, *_STOP})  # before any thread starts
     blob = args.table.read_bytes()
-    sock = connect(SENDER_ADDRESS, RECEIVER_ADDRESS, args.connect_timeout)
-    peer_open, buf = handshake(sock, SENDER_ASN, SENDER_ROUTER_ID)
+    sock = connect(args.local, RECEIVER_ADDRESS, args.connect_timeout)
+    peer_open, buf = handshake(sock, args.asn, args.router_id)
     hold = min(HOLD_TIME, peer_open.hold_time) or HOLD_TIME
     emit("established", peer_asn=peer_open.asn, hold=hold)
     recorder = PeerRecorder(sock, buf, time.monotonic())

@@ -57,14 +57,20 @@ class Table:
                 f"{self.nbytes / 1e6:.1f} MB, {self.prefixes / self.updates:.1f} prefixes/UPDATE)")
 
 
-def load_table(workload: str, prefixes: int, seed: int = 1) -> Table:
-    """The table for (workload, size, seed), from the cache or generated and cached now."""
+def load_table(workload: str, prefixes: int, seed: int = 1, next_hop: str = SENDER_ADDRESS) -> Table:
+    """The table for (workload, size, seed), from the cache or generated and cached now.
+
+    `next_hop` does not touch the random stream: tables that differ only in it carry the same
+    prefixes and attributes, which is what two peers of one customer AS announcing the same
+    routes (bench.bestpath) send. Only a non-default next hop is part of the cache name.
+    """
     if workload not in WORKLOADS:
         raise ValueError(f"workload must be one of {WORKLOADS}")
-    stem = RESULTS / "tables" / f"ingest-{workload}-{prefixes}-seed{seed}-v{GENERATOR_VERSION}"
+    via = "" if next_hop == SENDER_ADDRESS else f"-nh{next_hop}"
+    stem = RESULTS / "tables" / f"ingest-{workload}-{prefixes}-seed{seed}{via}-v{GENERATOR_VERSION}"
     blob, meta = stem.with_suffix(".bgp"), stem.with_suffix(".json")
     if not (blob.exists() and meta.exists()):
-        messages = list(_generate(workload, prefixes, random.Random(f"{workload}-{prefixes}-{seed}")))
+        messages = list(_generate(workload, prefixes, random.Random(f"{workload}-{prefixes}-{seed}"), next_hop))
         stem.parent.mkdir(parents=True, exist_ok=True)
         tmp = blob.with_suffix(".tmp")
         tmp.write_bytes(b"".join(messages))
@@ -74,31 +80,31 @@ def load_table(workload: str, prefixes: int, seed: int = 1) -> Table:
     return Table(workload, info["prefixes"], info["updates"], blob.stat().st_size, blob)
 
 
-def _generate(workload: str, n: int, rng: random.Random) -> Iterator[bytes]:
+def _generate(workload: str, n: int, rng: random.Random, next_hop: str) -> Iterator[bytes]:
     if workload == "dense":
-        return _dense(n, rng)
-    return _realistic(n, rng)
+        return _dense(n, rng, next_hop)
+    return _realistic(n, rng, next_hop)
 
 
-def _dense(n: int, rng: random.Random) -> Iterator[bytes]:
+def _dense(n: int, rng: random.Random, next_hop: str) -> Iterator[bytes]:
     """Consecutive /24s from 1.0.0.0, 500 to an UPDATE, cycling through a few attribute sets."""
     pool = _asn_pool(rng)
     sets = [PathAttributes(origin=int(Origin.IGP), as_path=as_sequence(SENDER_ASN, *rng.sample(pool, 2)),
-                           next_hop=SENDER_ADDRESS) for _ in range(DENSE_ATTRIBUTE_SETS)]
+                           next_hop=next_hop) for _ in range(DENSE_ATTRIBUTE_SETS)]
     base = 1 << 24
     for index, start in enumerate(range(0, n, DENSE_PER_UPDATE)):
         keys = [((base + (i << 8)) << 8) | 24 for i in range(start, min(start + DENSE_PER_UPDATE, n))]
         yield from _pack(sets[index % len(sets)], keys)
 
 
-def _realistic(n: int, rng: random.Random) -> Iterator[bytes]:
+def _realistic(n: int, rng: random.Random, next_hop: str) -> Iterator[bytes]:
     """Unique prefixes of mixed lengths, a few to an UPDATE, each UPDATE its own attributes."""
     pool = _asn_pool(rng)
     keys = _unique_prefixes(n, rng)
     start = 0
     while start < n:
         count = rng.choices(_PER_UPDATE, _PER_UPDATE_WEIGHTS)[0]
-        yield from _pack(_random_attributes(rng, pool), keys[start : start + count])
+        yield from _pack(_random_attributes(rng, pool, next_hop), keys[start : start + count])
         start += count
 
 
@@ -129,7 +135,7 @@ def _unique_prefixes(n: int, rng: random.Random) -> list[int]:
     return out
 
 
-def _random_attributes(rng: random.Random, pool: list[int]) -> PathAttributes:
+def _random_attributes(rng: random.Random, pool: list[int], next_hop: str) -> PathAttributes:
     path = (SENDER_ASN, *rng.sample(pool, rng.randint(0, 7)))
     origin = rng.choices((int(Origin.IGP), int(Origin.EGP), int(Origin.INCOMPLETE)), (80, 5, 15))[0]
     med = rng.randrange(1000) if rng.random() < 0.3 else None
@@ -137,5 +143,5 @@ def _random_attributes(rng: random.Random, pool: list[int]) -> PathAttributes:
     if rng.random() < 0.5:
         communities = tuple(sorted({(rng.randrange(1, 65000) << 16) | rng.randrange(65536)
                                     for _ in range(rng.randint(1, 3))}))
-    return PathAttributes(origin=origin, as_path=as_sequence(*path), next_hop=SENDER_ADDRESS, med=med,
+    return PathAttributes(origin=origin, as_path=as_sequence(*path), next_hop=next_hop, med=med,
                           communities=communities)

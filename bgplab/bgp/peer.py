@@ -116,6 +116,8 @@ class Peer:
     def __init__(self, speaker: Speaker, config: PeerConfig) -> None:
         self.speaker = speaker
         self.config = config
+        self.address = config.key
+        """Canonical peer address; computed once, as it is read for every route sent or received."""
         self.main = Link(self, Session(self._session_config()))
         self.candidate: Link | None = None
         self.rib_in: dict[Family, dict[int, PathAttributes]] = {}
@@ -140,10 +142,6 @@ class Peer:
         self._stale: dict[Family, set[int]] = {}
         self.adj_rib_out: dict[Family, dict[int, PathAttributes]] = {}
         self._warned: set[Family] = set()
-
-    @property
-    def address(self) -> str:
-        return self.config.key
 
     @property
     def state(self) -> State:
