@@ -104,6 +104,12 @@ class PeerConfig:
     """Per family limits on accepted prefixes (RFC 4486), e.g. {IPV4_UNICAST: MaxPrefix(4000, restart=60)}."""
     bfd: BfdSettings | None = None
     """Tie the session to a single-hop BFD session: BFD down tears BGP down at once."""
+    group: str = ""
+    """The peer's role, e.g. "customer" or "gateway"; `export_groups` of other peers refer to it."""
+    export_groups: frozenset[str] | None = None
+    """Send this peer only routes learned from peers of these groups ("local" for our own
+    originations); None sends every best path. How an MSEE keeps one customer's routes from
+    another customer and sends the gateway only what came from the customer."""
 
     @property
     def key(self) -> str:

@@ -311,11 +311,17 @@ class Speaker:
                 peer.enqueue(change.family, (change.key,), value)
 
     def _exportable(self, peer: Peer, source: str) -> bool:
-        """Not back to the peer it came from; nothing learned over iBGP to another iBGP peer (no reflection)."""
+        """Not back to the peer it came from; nothing learned over iBGP to another iBGP peer (no
+        reflection); only from the groups the peer's `export_groups` names."""
         if source == peer.address:
             return False
+        groups = peer.config.export_groups
         if source == LOCAL:
-            return True
+            return groups is None or LOCAL in groups
+        if groups is not None:
+            origin = self.peers.get(source)
+            if origin is None or origin.config.group not in groups:
+                return False
         assert self.rib is not None
         learned_ibgp = not self.rib.peer_info(source).ebgp
         return not (learned_ibgp and peer.negotiated is not None and not peer.negotiated.codec.ebgp)

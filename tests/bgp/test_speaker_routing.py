@@ -113,6 +113,25 @@ async def test_export_policy_prepends_and_rejects(tri: Triangle) -> None:
     await eventually(lambda: tri.at(tri.b, "127.0.0.50")[P].asns() == [65000, 65000, 65000, 65001], what="prepend")
 
 
+async def test_export_groups_send_only_routes_from_the_named_groups() -> None:
+    # R sends B only what came from "customer" peers, and A only its own originations.
+    t = await triangle(r_peer_a={"group": "customer", "export_groups": frozenset({"local"})},
+                       r_peer_b={"group": "gateway", "export_groups": frozenset({"customer"})})
+    try:
+        t.a.announce(IPV4_UNICAST, [P], ROUTE)
+        t.b.announce(IPV4_UNICAST, [Q], ROUTE.with_changes(next_hop="127.0.0.52"))
+        R_OWN = parse_prefix("192.0.2.0/24")[1]
+        t.r.announce(IPV4_UNICAST, [R_OWN], ROUTE.with_changes(next_hop=None))
+        await eventually(lambda: P in t.at(t.b, "127.0.0.50"), what="customer route at the gateway")
+        await eventually(lambda: R_OWN in t.at(t.a, "127.0.0.50"), what="own route at the customer")
+        await asyncio.sleep(0.3)
+        assert Q not in t.at(t.a, "127.0.0.50")  # gateway routes are not in A's export groups
+        assert R_OWN not in t.at(t.b, "127.0.0.50")  # "local" is not in B's export groups
+    finally:
+        for s in (t.a, t.b, t.r):
+            await s.stop()
+
+
 async def test_multipath_and_rib_listeners() -> None:
     t = await triangle(options=DecisionOptions(max_paths=2, multipath_relax=True))
     seen = []
