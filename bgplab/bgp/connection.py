@@ -174,7 +174,7 @@ class Link:
                 self.peer._on_update(action.update)
             elif isinstance(action, Send):
                 transport = self.transport
-                if transport is not None and not transport.is_closing():
+                if transport is not None and not transport.is_closing() and not self.peer.muted:
                     transport.write(action.data)
             elif isinstance(action, StartTimer):
                 self._arm(action.timer, action.seconds)

@@ -87,6 +87,10 @@ REPLY_TIMEOUT = 30.0
 Change = tuple[Family, int, Sequence[str]]
 """(family, prefix key, next hops): what `apply()` takes; no next hops means delete."""
 
+BLACKHOLE = "blackhole"
+"""The next hop of a route that drops what it matches (RTN_BLACKHOLE), e.g. Azure's system
+routes with next hop type None; give it alone: `(family, key, (BLACKHOLE,))`."""
+
 _T = TypeVar("_T")
 log = logging.getLogger("bgplab.fib")
 
@@ -116,6 +120,7 @@ _RTM_NEWROUTE = 24
 _RTM_DELROUTE = 25
 _RTM_GETROUTE = 26
 _RTN_UNICAST = 1
+_RTN_BLACKHOLE = 6
 _RT_SCOPE_UNIVERSE = 0
 _RT_SCOPE_NOWHERE = 255
 _RT_TABLE_COMPAT = 252
@@ -458,7 +463,7 @@ class _Encoder:
         # An IPv4 route via an IPv6 next hop (RFC 8950): RTA_VIA carries the family.
         return _attr(_RTA_VIA, struct.pack("=H", hop.af) + hop.addr)
 
-    def add(self, seq: int, flags: int, af: int, key: int, tail: bytes) -> bytes:
+    def add(self, seq: int, flags: int, af: int, key: int, tail: bytes, rtype: int = _RTN_UNICAST) -> bytes:
         alen = _ADDR_LEN[af]
         length = key & 0xFF
         return (
@@ -475,7 +480,7 @@ class _Encoder:
                 self.rtm_table,
                 self.protocol,
                 _RT_SCOPE_UNIVERSE,
-                _RTN_UNICAST,
+                rtype,
                 0,
                 4 + alen,
                 _RTA_DST,
@@ -525,10 +530,11 @@ class _Dumped:
 
 
 def _parse_route(msg: memoryview, names: Callable[[int], str]) -> _Dumped | None:
-    """An RTM_NEWROUTE message (from a dump) as a _Dumped, or None if it is not a unicast route."""
+    """An RTM_NEWROUTE message (from a dump) as a _Dumped, or None if it is not a unicast or
+    blackhole route."""
     af, dst_len, _src_len, _tos, rtm_table, protocol, _scope, rtype, _flags = _RTMSG.unpack_from(msg, 16)
     family = _FAMILY_OF_AF.get(af)
-    if family is None or rtype != _RTN_UNICAST:
+    if family is None or rtype not in (_RTN_UNICAST, _RTN_BLACKHOLE):
         return None
     dst = 0
     table = rtm_table
@@ -561,6 +567,8 @@ def _parse_route(msg: memoryview, names: Callable[[int], str]) -> _Dumped | None
         off += (nla_len + 3) & ~3
     if gateway is not None:
         hops = [_hop_text(gateway, oif, names)]
+    if rtype == _RTN_BLACKHOLE:
+        hops = [BLACKHOLE]
     return _Dumped(family, (dst << 8) | dst_len, table, protocol, metric, tuple(hops))
 
 
@@ -805,7 +813,9 @@ class Fib:
                 )
                 continue
             try:
-                if next_hops:
+                if tuple(next_hops) == (BLACKHOLE,):
+                    messages.append(enc.add(first_seq + i, flags, af, key, enc.common, _RTN_BLACKHOLE))
+                elif next_hops:
                     hops = tuple(dict.fromkeys(next_hops))  # a next hop listed twice is one path
                     tail = enc.tail(af, hops)
                     if isinstance(tail, tuple):

@@ -148,6 +148,9 @@ class Peer:
         self._stale: dict[Family, set[int]] = {}
         self.adj_rib_out: dict[Family, dict[int, PathAttributes]] = {}
         self._warned: set[Family] = set()
+        self.muted = False
+        """A fault played from this side: nothing is sent (no KEEPALIVE either), so the peer's hold
+        timer expires while the connection stays up (a far end that hangs, not one that is cut)."""
 
     @property
     def state(self) -> State:
@@ -543,7 +546,7 @@ class Peer:
         start = 0
         while start < len(messages):
             transport = link.transport
-            if transport is None or transport.is_closing():
+            if transport is None or transport.is_closing() or self.muted:
                 return
             size = 0
             end = start

@@ -26,6 +26,7 @@ from pyroute2.netlink.rtnl.rtmsg import rtmsg  # type: ignore[import-untyped]
 
 from bgplab.bgp import fib as fibmod
 from bgplab.bgp.fib import (
+    BLACKHOLE,
     DEFAULT_METRIC,
     RTPROT_BGPLAB,
     ApplyResult,
@@ -261,6 +262,23 @@ async def test_delete_on_withdraw(lab: LinkedPair, fib: Fib) -> None:
     assert result.ok and result.removed == 3
     assert set(ip_routes(lab)) == {"10.2.0.0/16", "192.0.2.0/24"}
     assert "2001:db8:1::/48" not in ip_routes6(lab)
+
+
+@interop
+async def test_blackhole_routes_install_replace_and_flush(lab: LinkedPair, fib: Fib) -> None:
+    result = await fib.apply([v4("10.0.0.0/8", BLACKHOLE), v6("2001:db8:9::/48", BLACKHOLE)])
+    assert result.ok and result.installed == 2
+    out4 = lab.a.run(["ip", "-j", "route", "show", "type", "blackhole"]).stdout
+    assert [r["dst"] for r in json.loads(out4)] == ["10.0.0.0/8"]
+    assert await fib.routes() == {
+        (IPV4_UNICAST, key("10.0.0.0/8")): (BLACKHOLE,),
+        (IPV6_UNICAST, key("2001:db8:9::/48")): (BLACKHOLE,),
+    }
+    assert (await fib.apply([v4("10.0.0.0/8", NH4[0])])).ok  # a blackhole becomes a forwarding route
+    assert gateways(ip_routes(lab)["10.0.0.0/8"]) == [NH4[0]]
+    assert (await fib.apply([v4("10.0.0.0/8", BLACKHOLE)])).ok
+    assert await fib.flush() == 2
+    assert ours_everywhere(lab) == []
 
 
 @interop
