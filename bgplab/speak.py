@@ -18,22 +18,12 @@ import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from bgplab.bgp.events import (
-    EndOfRib,
-    Event,
-    NotificationEvent,
-    PeerStateChanged,
-    RoutesReceived,
-    RoutesWithdrawn,
-    UpdateErrorsEvent,
-)
-from bgplab.bgp.routesyntax import RouteSpec, RouteSyntaxError, attributes_json, parse_route_file
+from bgplab.bgp.events import Event
+from bgplab.bgp.records import event_records
+from bgplab.bgp.routesyntax import RouteSpec, RouteSyntaxError, parse_route_file
 from bgplab.bgp.speaker import PeerConfig, Speaker
 from bgplab.bgp.wire.attributes import PathAttributes
-from bgplab.bgp.wire.nlri import prefix_text
 from bgplab.bgp.wire.update import Family
-
-FAMILY_NAMES = {(1, 1): "ipv4-unicast", (2, 1): "ipv6-unicast"}
 
 
 class UsageError(ValueError):
@@ -131,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class EventPrinter:
-    """Renders events as the JSON-lines contract or as readable text."""
+    """Renders events as the JSON-lines contract or as readable text; RFC 7606 reports go to stderr."""
 
     def __init__(self, out: TextIO, as_json: bool) -> None:
         self.out = out
@@ -141,50 +131,12 @@ class EventPrinter:
         self.out.write((json.dumps(record) if self.as_json else text) + "\n")
 
     def event(self, ev: Event) -> None:
-        base: dict[str, Any] = {"time": round(ev.time, 6), "type": "", "peer": ev.peer}
-        if isinstance(ev, RoutesReceived):
-            attrs = attributes_json(ev.attributes)
-            afi = ev.family[0]
-            for key in ev.prefixes:
-                prefix = prefix_text(afi, key)
-                self.emit(
-                    {**base, "type": "update", "prefix": prefix, "attributes": attrs},
-                    f"{ev.peer} + {prefix} next-hop {attrs['next_hop']} as-path {attrs['as_path']}",
-                )
-        elif isinstance(ev, RoutesWithdrawn):
-            afi = ev.family[0]
-            for key in ev.prefixes:
-                prefix = prefix_text(afi, key)
-                self.emit({**base, "type": "withdraw", "prefix": prefix, "reason": ev.reason}, f"{ev.peer} - {prefix}")
-        elif isinstance(ev, PeerStateChanged):
-            self.emit(
-                {**base, "type": "state", "state": ev.new, "previous": ev.old, "reason": ev.reason},
-                f"{ev.peer} {ev.old} -> {ev.new} ({ev.reason})",
-            )
-        elif isinstance(ev, NotificationEvent):
-            self.emit(
-                {
-                    **base,
-                    "type": "notification",
-                    "direction": ev.direction,
-                    "code": ev.code,
-                    "subcode": ev.subcode,
-                    "data": ev.data.hex(),
-                    "text": ev.text,
-                },
-                f"{ev.peer} NOTIFICATION {ev.direction}: {ev.text}",
-            )
-        elif isinstance(ev, EndOfRib):
-            family = _family_name(ev.family)
-            self.emit({**base, "type": "eor", "family": family}, f"{ev.peer} End-of-RIB {family}")
-        elif isinstance(ev, UpdateErrorsEvent):
-            for error in ev.errors:
-                print(f"{ev.peer}: malformed UPDATE handled per RFC 7606: {error}", file=sys.stderr)
+        for record, text in event_records(ev):
+            if record["type"] == "update-error":
+                print(text, file=sys.stderr)
+            elif record["type"] != "max-prefix-warning":
+                self.emit(record, text)
         self.out.flush()
-
-
-def _family_name(family: Family) -> str:
-    return FAMILY_NAMES.get(family, f"{family[0]}/{family[1]}")
 
 
 async def run(args: argparse.Namespace, routes: list[RouteSpec], peers: list[PeerConfig], out: TextIO) -> int:
