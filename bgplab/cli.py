@@ -9,6 +9,7 @@ USAGE = """usage: bgplab COMMAND [ARGS]
 
 commands:
   speak     run a standalone BGP speaker (inject and collect routes)
+  node      run one of bgplab's own nodes (msee, gateway) from its config file
 
 Run 'bgplab COMMAND --help' for a command's options."""
 
@@ -19,7 +20,13 @@ def _speak(argv: Sequence[str]) -> int:
     return main(argv)
 
 
-COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {"speak": _speak}
+def _node(argv: Sequence[str]) -> int:
+    from bgplab.expressroute.node import main
+
+    return main(argv)
+
+
+COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {"speak": _speak, "node": _node}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
