@@ -18,7 +18,7 @@ import json
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
 log = logging.getLogger("bgplab.control")
@@ -191,14 +191,3 @@ def follow(path: str, *, since: float | None = None, timeout: float | None = Non
         while line := stream.readline(_LINE_LIMIT):
             yield json.loads(line)
 
-
-async def follow_async(path: str) -> AsyncIterator[dict[str, Any]]:
-    reader, writer = await asyncio.open_unix_connection(path, limit=_LINE_LIMIT)
-    try:
-        writer.write(json.dumps({"command": "events", "args": {}}).encode() + b"\n")
-        await writer.drain()
-        _reply(await reader.readline(), path)
-        while line := await reader.readline():
-            yield json.loads(line)
-    finally:
-        writer.close()

@@ -117,6 +117,9 @@ def customer_export(
     changes = Changes(remove_private_as=rules.remove_private_as, prepend=rules.drain_prepend if drained else 0)
     if peering.type is PeeringType.PRIVATE:
         return Policy((Term("vnet-routes", Match(), changes),))
+    if peering.type is PeeringType.PUBLIC:
+        # Legacy public peering predates route filters: every service prefix was advertised.
+        return Policy((Term("public-services", Match(), changes),))
     if route_filter is None:
         # Section 6: no filter attached, nothing advertised (peerings configured after 2017-08-01).
         return Policy((), default="reject")

@@ -188,6 +188,12 @@ def test_route_filter_allows_exactly_the_listed_communities() -> None:
     assert verdict(policy, "198.18.1.0/24", route(communities=("12076:5020", "12076:51002"))) is None
 
 
+def test_legacy_public_peering_advertises_every_service_prefix_without_a_filter() -> None:
+    legacy = replace(MICROSOFT, type=PeeringType.PUBLIC, route_filter=None)
+    policy = rules.customer_export(legacy, None, drained=False, rules=RULES)
+    assert verdict(policy, "198.18.1.0/24", route(communities=("12076:5020", "12076:51002"))) is not None
+
+
 # ---- limits and originations
 
 
