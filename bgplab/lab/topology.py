@@ -1,0 +1,1199 @@
+"""Topology files: YAML in, a validated `LabPlan` out, with the `expressroute:` intent expanded.
+
+A topology file names the lab, its user nodes (CE routers and hosts) and their links, and
+optionally an ExpressRoute configuration (circuits, route filters, VNets, in the model's own
+format plus a few lab-only keys). `load_topology` checks all of it and expands the ExpressRoute
+part into MSEE nodes (one per circuit side, one namespace per peering), VNet gateway nodes,
+Azure VMs on a VNet bridge, and an Azure internet edge, with every link and address the runtime
+needs. The expansion is deterministic: the same file always gives the same plan.
+
+```yaml
+name: contoso                     # [a-z][a-z0-9-]{0,11}: it prefixes namespace names
+profile: fast                     # azure (default) | fast
+expressroute:                     # bgplab.expressroute.model data, plus lab-only keys:
+  circuits:
+    contoso-ams: {..., edges: [ce1, ce2]}      # the node on the primary and on the secondary link
+  route_filters: {...}
+  vnets:
+    hub: {..., hosts: {vm1: 10.100.1.10}}      # Azure VMs in the VNet
+  internet: true                  # an "azure-internet" node behind the gateways (default with VNets)
+  rules: {drain_prepend: 3}       # bgplab.expressroute.rules.MseeRules for every MSEE
+nodes:
+  ce1: {kind: frr, config: configs/ce1.conf}   # the user's own config, or intent:
+  ce2: {kind: frr, announce: [10.1.0.0/16], neighbors: [{address: 10.0.12.1, asn: 65010}]}
+  onprem: {kind: host, interfaces: {eth1: [10.1.1.10/24]}, gateway: 10.1.1.1}
+links:
+  - [ce1:eth9, onprem:eth1]
+  - {endpoints: [ce1:eth8, ce2:eth8], rate: 100Mbps}
+```
+
+Every refusal is a `TopologyError` naming the file, the line, the dotted field and what would be
+valid. `topology_schema()` gives the JSON schema of the format, for editors.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import ipaddress
+import os
+import re
+import types
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal, NoReturn, Union, get_args, get_origin
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+
+from bgplab.expressroute.model import AZURE_ASN, Circuit, Model, ModelError, PeeringType, Side
+from bgplab.expressroute.rules import MseeRules
+from bgplab.lab.plan import ROUTER_KINDS, Endpoint, LabPlan, Link, Namespace, Node
+
+__all__ = ["TopologyError", "load_topology", "plan_from_text", "topology_schema"]
+
+USER_KINDS = ("frr", "bird", "gobgp", "exabgp", "host")
+GENERATED_KINDS = ("msee", "gateway")
+PROFILES = ("fast", "azure")
+INTERNET_NODE = "azure-internet"
+INTENT_FIELDS = ("asn", "router_id", "announce", "prepend", "bfd", "neighbors")
+GATEWAY_LINK_POOL = ipaddress.IPv4Network("169.254.0.0/16")
+"""MSEE-to-gateway links: one /30 each, MSEE on the first host, gateway on the second."""
+INTERNET_LINK_POOL = ipaddress.IPv4Network("192.0.2.0/24")
+"""Gateway-to-internet-edge links: one /30 each, the edge on the first host, the gateway on the second."""
+
+_LAB_NAME = re.compile(r"[a-z][a-z0-9-]{0,11}")
+_NODE_NAME = re.compile(r"[a-z][a-z0-9-]{0,19}")
+_INTERFACE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}")
+_RATE = re.compile(r"(\d+)\s*([mg])bps", re.IGNORECASE)
+_NODE_RULE = "a lowercase letter, then up to 19 lowercase letters, digits or dashes"
+
+_Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+_Interface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class TopologyError(ValueError):
+    """A topology file bgplab cannot run: where (file, line, dotted field) and what would be valid."""
+
+    def __init__(self, file: str, line: int | None, field: str, message: str) -> None:
+        self.file = file
+        self.line = line
+        self.field = field
+        self.message = message
+        where = file if line is None else f"{file}:{line}"
+        super().__init__(f"{where}: {field}: {message}" if field else f"{where}: {message}")
+
+
+# ---------------------------------------------------------------- value checks (pydantic validators)
+
+
+def _lab_name(value: str) -> str:
+    if not _LAB_NAME.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a lab name: a lowercase letter, then up to 11 lowercase letters, digits or dashes "
+            "(it prefixes namespace names)"
+        )
+    return value
+
+
+def _interface_name(value: str) -> str:
+    if value == "lo":
+        raise ValueError("'lo' is the loopback; put loopback addresses under loopback:")
+    if not _INTERFACE.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not an interface name: 1 to 15 characters (letters, digits, '_', '.', '-'), e.g. eth9"
+        )
+    return value
+
+
+def _ip_address(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address; e.g. 10.1.1.1 or 2001:db8::1") from None
+
+
+def _ipv4_address(value: str) -> str:
+    try:
+        return str(ipaddress.IPv4Address(value))
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IPv4 address; a router ID is written like 10.1.0.1") from None
+
+
+def _interface_address(value: str) -> str:
+    if "/" not in value:
+        raise ValueError(f"{value!r}: write an address with its prefix length, e.g. 10.1.1.1/24")
+    try:
+        return str(ipaddress.ip_interface(value))
+    except ValueError:
+        raise ValueError(f"{value!r} is not an address with a prefix length; e.g. 10.1.1.1/24") from None
+
+
+def _loopback_address(value: str) -> str:
+    try:
+        return str(ipaddress.ip_interface(value))
+    except ValueError:
+        raise ValueError(f"{value!r} is not an address; e.g. 10.1.0.1/32 (or 10.1.0.1)") from None
+
+
+def _prefix(value: str) -> str:
+    try:
+        return str(ipaddress.ip_network(value))
+    except ValueError:
+        pass
+    try:
+        loose = ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP prefix; e.g. 10.1.0.0/16 or 2001:db8:1::/48") from None
+    raise ValueError(f"{value} has host bits set; the prefix is {loose}")
+
+
+def _endpoint(value: str) -> str:
+    node, colon, interface = value.partition(":")
+    if not colon or not node or not interface:
+        raise ValueError(f"{value!r}: a link end is NODE:INTERFACE, e.g. ce1:eth9")
+    _interface_name(interface)
+    return value
+
+
+def _listify(value: Any) -> Any:
+    """A lone value stands for a list of one."""
+    return value if isinstance(value, list) else [value]
+
+
+def _empty_if_none(value: Any) -> Any:
+    return {} if value is None else value
+
+
+def _rate(value: Any) -> Any:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        mbps = value
+    elif isinstance(value, str) and (match := _RATE.fullmatch(value.strip())):
+        mbps = int(match[1]) * (1000 if match[2].lower() == "g" else 1)
+    else:
+        raise ValueError(f"{value!r} is not a rate; write it like 100Mbps, 1Gbps or 100 (Mbps)")
+    if mbps < 1:
+        raise ValueError(f"{value!r}: a rate is at least 1Mbps")
+    return mbps
+
+
+def _link_short_form(value: Any) -> Any:
+    return {"endpoints": value} if isinstance(value, list) else value
+
+
+def _internet_short_form(value: Any) -> Any:
+    return {"enabled": value} if isinstance(value, bool) else value
+
+
+LabName = Annotated[str, AfterValidator(_lab_name)]
+InterfaceName = Annotated[str, AfterValidator(_interface_name)]
+IpAddress = Annotated[str, AfterValidator(_ip_address)]
+Ipv4Address = Annotated[str, AfterValidator(_ipv4_address)]
+InterfaceAddress = Annotated[str, AfterValidator(_interface_address)]
+LoopbackAddress = Annotated[str, AfterValidator(_loopback_address)]
+Prefix = Annotated[str, AfterValidator(_prefix)]
+EndpointRef = Annotated[str, AfterValidator(_endpoint)]
+Asn = Annotated[int, Field(ge=1, le=0xFFFFFFFF)]
+Addresses = Annotated[list[IpAddress], BeforeValidator(_listify, json_schema_input_type=IpAddress | list[IpAddress])]
+InterfaceMap = Annotated[dict[InterfaceName, list[InterfaceAddress]], BeforeValidator(_empty_if_none)]
+
+
+# ---------------------------------------------------------------- the file format
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class NeighborSpec(_Spec):
+    """An extra BGP neighbor of a generated config (e.g. iBGP to the other CE)."""
+
+    address: IpAddress
+    asn: Asn
+    md5: Annotated[str, Field(min_length=1, max_length=80)] | None = None
+    bfd: bool = False
+
+
+class NodeSpec(_Spec):
+    """A user node: a CE router (its own config, or intent) or a host."""
+
+    kind: Literal["frr", "bird", "gobgp", "exabgp", "host"]
+    config: Annotated[str, Field(min_length=1)] | None = Field(
+        None, description="the node's own config file, relative to the topology file (routers only)"
+    )
+    asn: Asn | None = Field(None, description="intent; default: peer_asn of its first circuit's first peering")
+    router_id: Ipv4Address | None = Field(None, description="intent; default: first IPv4 loopback or address")
+    announce: list[Prefix] = Field(default_factory=list, description="intent: prefixes it originates")
+    prepend: Annotated[int, Field(ge=0, le=10)] = Field(0, description="intent: AS-path prepend toward its MSEEs")
+    bfd: bool = Field(True, description="intent: BFD to its MSEEs on IPv4 sessions")
+    neighbors: list[NeighborSpec] = Field(default_factory=list, description="intent: extra BGP neighbors")
+    loopback: Annotated[list[LoopbackAddress], BeforeValidator(_listify, json_schema_input_type=str | list[str])] = (
+        Field(default_factory=list)
+    )
+    interfaces: InterfaceMap = Field(default_factory=dict, description="addresses on the node's user links")
+    gateway: Addresses = Field(default_factory=list, description="hosts only: default route(s), IPv4 and/or IPv6")
+
+
+class LinkSpec(_Spec):
+    """A user link; `[a:eth1, b:eth1]` is short for `{endpoints: [a:eth1, b:eth1]}`."""
+
+    endpoints: Annotated[list[EndpointRef], Field(min_length=2, max_length=2)]
+    rate: Annotated[int, BeforeValidator(_rate, json_schema_input_type=str | int)] | None = Field(
+        None, description="shape both directions: 100Mbps, 1Gbps, or Mbps as a number"
+    )
+
+
+LinkItem = Annotated[LinkSpec, BeforeValidator(_link_short_form, json_schema_input_type=list[str] | LinkSpec)]
+
+
+class CircuitSpec(BaseModel):
+    """A circuit: bgplab.expressroute.model circuit fields, plus the lab-only `edges`."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+    edges: Annotated[list[str], Field(min_length=2, max_length=2)] = Field(
+        description="the node on the primary link and the node on the secondary link (may be the same node)"
+    )
+
+
+class VNetSpec(BaseModel):
+    """A VNet: bgplab.expressroute.model VNet fields, plus the lab-only `hosts` (Azure VMs)."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+    hosts: Annotated[dict[str, Addresses], BeforeValidator(_empty_if_none)] = Field(default_factory=dict)
+
+
+class InternetSpec(_Spec):
+    """The Azure internet edge behind the gateways; `true`/`false` is short for `{enabled: ...}`."""
+
+    enabled: bool = True
+    interfaces: InterfaceMap = Field(
+        default_factory=dict, description="addresses on user links to the edge (e.g. an internet host)"
+    )
+
+
+class RulesSpec(_Spec):
+    """bgplab.expressroute.rules.MseeRules, for every MSEE of the lab."""
+
+    drain_prepend: int = 3
+    remove_private_as: Literal["if-all-private", "leading", "all"] = "if-all-private"
+    allow_own_as: Annotated[int, Field(ge=0, le=10)] = 0
+    restart_after: float = 60.0
+    warning_percent: Annotated[int, Field(ge=1, le=100)] = 80
+    accept_more_specifics: bool = True
+    accept_while_validation_needed: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> RulesSpec:
+        MseeRules(**self.model_dump())  # its own range checks, raised as ValueError
+        return self
+
+
+class ExpressRouteSpec(_Spec):
+    """The ExpressRoute side: the model's data (see bgplab.expressroute.model) and lab-only keys."""
+
+    circuits: Annotated[dict[str, CircuitSpec], BeforeValidator(_empty_if_none)] = Field(default_factory=dict)
+    route_filters: Annotated[dict[str, Any], BeforeValidator(_empty_if_none)] = Field(default_factory=dict)
+    vnets: Annotated[dict[str, VNetSpec], BeforeValidator(_empty_if_none)] = Field(default_factory=dict)
+    internet: (
+        Annotated[InternetSpec, BeforeValidator(_internet_short_form, json_schema_input_type=bool | InternetSpec)]
+        | None
+    ) = None
+    rules: RulesSpec = Field(default_factory=RulesSpec)
+
+
+class TopologyFile(_Spec):
+    """A bgplab topology file."""
+
+    name: LabName
+    profile: Literal["fast", "azure"] = "azure"
+    expressroute: ExpressRouteSpec | None = None
+    nodes: Annotated[dict[str, NodeSpec], BeforeValidator(_empty_if_none)] = Field(default_factory=dict)
+    links: Annotated[list[LinkItem], BeforeValidator(lambda v: [] if v is None else v)] = Field(default_factory=list)
+
+
+_LAB_ONLY = {"circuits": ("edges",), "vnets": ("hosts",)}
+"""Lab-only keys inside the model's sections; `internet` and `rules` sit beside the sections."""
+
+
+def topology_schema() -> dict[str, Any]:
+    """The JSON schema of the topology file format (model-data parts are left open)."""
+    schema = TopologyFile.model_json_schema()
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
+
+
+# ---------------------------------------------------------------- YAML with line numbers
+
+
+class _Source:
+    """The file's name and where each dotted field starts, for errors."""
+
+    def __init__(self, file: str, lines: Mapping[str, int]) -> None:
+        self.file = file
+        self.lines = lines
+
+    def line(self, path: str) -> int | None:
+        while True:
+            if path in self.lines:
+                return self.lines[path]
+            if not path:
+                return None
+            path = _parent(path)
+
+    def fail(self, path: str, message: str) -> NoReturn:
+        raise TopologyError(self.file, self.line(path), path, message)
+
+
+def _parent(path: str) -> str:
+    if path.endswith("]"):
+        return path[: path.rindex("[")]
+    return path.rpartition(".")[0]
+
+
+def _child(path: str, key: object) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else str(key)
+
+
+def _load_yaml(text: str, source: str) -> tuple[Any, dict[str, int]]:
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, {}
+        _check_duplicate_keys(node, "", source, [])
+        data = loader.construct_document(node)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = exc.problem or exc.context or "cannot be read"
+        where = "" if mark is None else f" at column {mark.column + 1}"
+        context = ""
+        if exc.context and exc.problem:
+            started = exc.context_mark
+            on = f" that starts on line {started.line + 1}" if started and mark and started.line != mark.line else ""
+            context = f" ({exc.context}{on})"
+        raise TopologyError(
+            source, None if mark is None else mark.line + 1, "", f"YAML syntax error{where}: {problem}{context}"
+        ) from None
+    except yaml.YAMLError as exc:
+        raise TopologyError(source, None, "", f"YAML syntax error: {exc}") from None
+    finally:
+        loader.dispose()
+    lines = {"": node.start_mark.line + 1}
+    _record_lines(node, "", lines, [])
+    return data, lines
+
+
+def _check_duplicate_keys(node: yaml.Node, path: str, source: str, stack: list[int]) -> None:
+    if id(node) in stack:
+        return
+    stack.append(id(node))
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                line = key.start_mark.line + 1
+                if key.value in seen:
+                    raise TopologyError(
+                        source, line, _child(path, key.value),
+                        f"duplicate key {key.value!r} (first on line {seen[key.value]}); YAML would keep only this "
+                        "one, so say it once",
+                    )  # fmt: skip
+                seen[key.value] = line
+                _check_duplicate_keys(value, _child(path, key.value), source, stack)
+    elif isinstance(node, yaml.SequenceNode):
+        for n, item in enumerate(node.value):
+            _check_duplicate_keys(item, _child(path, n), source, stack)
+    stack.pop()
+
+
+def _record_lines(node: yaml.Node, path: str, lines: dict[str, int], stack: list[int]) -> None:
+    if id(node) in stack:
+        return
+    stack.append(id(node))
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode):
+                child = _child(path, key.value)
+                lines.setdefault(child, key.start_mark.line + 1)
+                _record_lines(value, child, lines, stack)
+    elif isinstance(node, yaml.SequenceNode):
+        for n, item in enumerate(node.value):
+            child = _child(path, n)
+            lines.setdefault(child, item.start_mark.line + 1)
+            _record_lines(item, child, lines, stack)
+    stack.pop()
+
+
+# ---------------------------------------------------------------- pydantic errors, for humans
+
+
+def _validate(data: Any, src: _Source) -> TopologyFile:
+    if not isinstance(data, dict):
+        got = "an empty file" if data is None else f"a {type(data).__name__}"
+        src.fail("", f"expected a mapping with name, nodes, links and expressroute at the top, got {got}")
+    try:
+        return TopologyFile.model_validate(data)
+    except ValidationError as exc:
+        errors = list(exc.errors(include_url=False))
+    # Report the problem that comes first in the file.
+    ranked = sorted(enumerate(errors), key=lambda e: (src.line(_loc_path(e[1]["loc"])) or 0, e[0]))
+    error = ranked[0][1]
+    path = _loc_path(error["loc"])
+    src.fail(path, _pydantic_message(error))
+
+
+def _loc_path(loc: Sequence[int | str]) -> str:
+    path = ""
+    for part in loc:
+        if part == "[key]":
+            continue
+        path = _child(path, part)
+    return path
+
+
+def _model_at(loc: Sequence[int | str]) -> type[BaseModel] | None:
+    """The pydantic model that `loc` (a pydantic error location) points into."""
+    current: Any = TopologyFile
+    for part in loc:
+        current = _unwrap(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            info = current.model_fields.get(str(part))
+            if info is None:
+                return None
+            current = info.annotation
+        elif get_origin(current) is list and isinstance(part, int):
+            current = get_args(current)[0]
+        elif get_origin(current) is dict and isinstance(part, str):
+            current = get_args(current)[1]
+        else:
+            return None
+    current = _unwrap(current)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _unwrap(annotation: Any) -> Any:
+    while True:
+        origin = get_origin(annotation)
+        if origin is Annotated:
+            annotation = get_args(annotation)[0]
+        elif origin is Union or origin is types.UnionType:
+            arms = [a for a in get_args(annotation) if a is not type(None)]
+            annotation = arms[0]
+        else:
+            return annotation
+
+
+_REQUIRED_HINTS = {
+    "name": "the lab's name, e.g. contoso (a lowercase letter, then up to 11 lowercase letters, digits or dashes)",
+    "kind": f"one of {', '.join(USER_KINDS)}",
+    "edges": "the node on the primary link and the node on the secondary link, e.g. [ce1, ce2]",
+    "endpoints": "the two ends, e.g. [ce1:eth9, onprem:eth1]",
+    "address": "the neighbor's IP address",
+    "asn": "the neighbor's AS number",
+}
+
+
+def _pydantic_message(error: Mapping[str, Any]) -> str:
+    kind = error["type"]
+    loc = tuple(error["loc"])
+    last = next((str(p) for p in reversed(loc) if isinstance(p, str) and p != "[key]"), "")
+    value = error.get("input")
+    ctx = error.get("ctx") or {}
+    if kind == "extra_forbidden":
+        model = _model_at(loc[:-1])
+        allowed = list(model.model_fields) if model is not None else []
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"unknown key {loc[-1]!r}{hint}; allowed: {', '.join(allowed)}"
+    if kind == "missing":
+        required = _REQUIRED_HINTS.get(last)
+        return f"required: {required}" if required else "required"
+    if kind == "literal_error":
+        if last == "kind":
+            extra = (
+                f"; {value} nodes are generated from expressroute:, never written" if value in GENERATED_KINDS else ""
+            )
+            return f"kind {value!r} is not one bgplab runs; valid kinds: {', '.join(USER_KINDS)}{extra}"
+        if last == "profile":
+            return (
+                f"profile {value!r} is not a timer profile; valid profiles: azure (the MSEE's real timers: "
+                "keepalive 60 s, hold 180 s, BFD 300 ms x 3), fast (short timers for CI)"
+            )
+        return f"{value!r} is not valid here; use one of {ctx.get('expected', '')}"
+    if kind in ("value_error", "assertion_error"):
+        return str(ctx.get("error", error["msg"]))
+    if kind in ("int_type", "int_parsing", "int_from_float"):
+        return f"{value!r} is not a whole number"
+    if kind in ("float_type", "float_parsing"):
+        return f"{value!r} is not a number"
+    if kind in ("bool_type", "bool_parsing"):
+        return f"{value!r}: expected true or false"
+    if kind in ("string_type", "str_type"):
+        hint = "; quote it" if isinstance(value, int | float) else ""
+        return f"{value!r}: expected text{hint}"
+    if kind == "list_type":
+        return f"expected a list, got {_type_name(value)}"
+    if kind in ("dict_type", "model_type", "model_attributes_type", "mapping_type"):
+        return f"expected a mapping of keys to settings, got {_type_name(value)}"
+    if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
+        return f"{value!r} is out of range: {error['msg'].lower()}"
+    if kind in ("too_short", "too_long"):
+        if last == "edges":
+            return "expected two node names: [primary edge, secondary edge] (a node may be both)"
+        if last == "endpoints":
+            return "a link has exactly two ends, e.g. [ce1:eth9, onprem:eth1]"
+        return str(error["msg"])
+    return str(error["msg"])
+
+
+def _type_name(value: Any) -> str:
+    return "nothing" if value is None else type(value).__name__
+
+
+# ---------------------------------------------------------------- the ExpressRoute model
+
+
+def _model_data(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The `expressroute:` section without the lab-only keys: bgplab.expressroute.model data."""
+    data: dict[str, Any] = {}
+    for section in ("circuits", "route_filters", "vnets"):
+        entries = copy.deepcopy(raw.get(section) or {})
+        for entry in entries.values() if section in _LAB_ONLY else ():
+            for key in _LAB_ONLY[section]:
+                entry.pop(key, None)
+        data[section] = entries
+    return data
+
+
+def _model(data: Mapping[str, Any], src: _Source) -> Model:
+    try:
+        return Model.from_data(data)
+    except ModelError as exc:
+        error = exc  # reported outside the handler, so the traceback is the topology error alone
+    where = "" if error.field == "(root)" else error.field
+    src.fail(f"expressroute.{where}" if where else "expressroute", error.message)
+
+
+# ---------------------------------------------------------------- expansion
+
+
+@dataclass
+class _Ns:
+    key: str
+    node: str
+    forwarding: bool
+    addresses: list[tuple[str, str]] = field(default_factory=list)
+    routes: list[tuple[str, str]] = field(default_factory=list)
+    bridges: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
+
+    def freeze(self) -> Namespace:
+        return Namespace(
+            self.key, self.node, tuple(self.addresses), tuple(self.routes), self.forwarding, tuple(self.bridges)
+        )
+
+
+@dataclass(frozen=True)
+class _Assignment:
+    namespace: str
+    interface: str
+    address: _Interface
+    field: str
+    user: bool
+    note: str = ""
+    """Said when another assignment of the same address is refused."""
+    msee_edge: str | None = None
+    """For an MSEE's link address: the CE node on that link (for a sharper message)."""
+    customer: _Interface | None = None
+
+
+@dataclass(frozen=True)
+class _Attachment:
+    """One side of one circuit: the edge node's end of that link."""
+
+    circuit: Circuit
+    side: Side
+    edge: str
+    number: int
+    """n in the edge's eth{n}: its circuit attachments numbered from 1 in file order."""
+    msee: str
+
+    @property
+    def physical(self) -> str:
+        return f"eth{self.number}"
+
+    def what(self) -> str:
+        return f"the {self.side} link of circuit {self.circuit.name}"
+
+
+class _Pool:
+    """/30s handed out in order from one block."""
+
+    def __init__(self, block: ipaddress.IPv4Network, what: str) -> None:
+        self._subnets: Iterator[ipaddress.IPv4Network] = block.subnets(new_prefix=30)
+        self.block = block
+        self.what = what
+
+    def take(self, src: _Source, path: str) -> ipaddress.IPv4Network:
+        subnet = next(self._subnets, None)
+        if subnet is None:
+            src.fail(path, f"{self.block} has no /30 left for {self.what}; the lab has too many of them")
+        return subnet
+
+
+class _Expander:
+    def __init__(
+        self, src: _Source, spec: TopologyFile, model: Model | None, base_dir: Path, raw_links: Sequence[Any]
+    ) -> None:
+        self.src = src
+        self.raw_links = raw_links
+        """The `links:` entries as written (to tell the short form from the long one in field paths)."""
+        self.spec = spec
+        self.model = model
+        self.er = spec.expressroute
+        self.base_dir = base_dir
+        self.names: dict[str, str] = {}
+        """Node name -> what it is, for clashes."""
+        self.kinds: dict[str, str] = {}
+        self.node_namespaces: dict[str, list[str]] = {}
+        self.specs: dict[str, dict[str, Any]] = {}
+        self.ns: dict[str, _Ns] = {}
+        self.links: list[Link] = []
+        self.ends: dict[tuple[str, str], str] = {}
+        """(namespace, interface) -> the link it ends, or what reserved it."""
+        self.reserved: dict[tuple[str, str], str] = {}
+        """Interfaces the expansion creates on user nodes -> what for."""
+        self.assignments: list[_Assignment] = []
+        self.attachments: list[_Attachment] = []
+        self.internet = self._internet_enabled()
+
+    # -------------------------------------------------------- plan
+
+    def plan(self, model_data: Mapping[str, Any] | None) -> LabPlan:
+        self._user_nodes()
+        self._circuits()
+        self._vnets()
+        self._user_addresses()
+        self._links()
+        self._unlinked_interfaces()
+        self._check_addresses()
+        self._host_routes()
+        self._router_specs()
+        nodes = {
+            name: Node(name, self.kinds[name], tuple(self.node_namespaces[name]), self.specs.get(name, {}))
+            for name in self.names
+        }
+        return LabPlan(
+            name=self.spec.name,
+            profile=self.spec.profile,
+            source=self.src.file,
+            namespaces={key: ns.freeze() for key, ns in self.ns.items()},
+            links=tuple(self.links),
+            nodes=nodes,
+            expressroute=model_data,
+        )
+
+    # -------------------------------------------------------- names and namespaces
+
+    def _name(self, name: str, kind: str, path: str, what: str) -> None:
+        if not _NODE_NAME.fullmatch(name):
+            self.src.fail(path, f"{what} {name!r} is not a valid node name: {_NODE_RULE}")
+        if name in self.names:
+            self.src.fail(
+                path,
+                f"{what} {name!r} clashes with {self.names[name]}; node names are unique in a lab, generated ones "
+                "included",
+            )
+        self.names[name] = f"{what} {name}"
+        self.kinds[name] = kind
+        self.node_namespaces[name] = []
+
+    def _namespace(self, key: str, node: str, forwarding: bool) -> _Ns:
+        ns = _Ns(key, node, forwarding)
+        self.ns[key] = ns
+        self.node_namespaces[node].append(key)
+        return ns
+
+    def _assign(
+        self, ns: str, interface: str, address: _Interface, path: str, *, user: bool = False, note: str = "",
+        msee_edge: str | None = None, customer: _Interface | None = None,
+    ) -> None:  # fmt: skip
+        self.ns[ns].addresses.append((interface, str(address)))
+        self.assignments.append(_Assignment(ns, interface, address, path, user, note, msee_edge, customer))
+
+    def _link(self, a: Endpoint, b: Endpoint, physical: str, what: str, **extra: Any) -> None:
+        for end in (a, b):
+            self.ends[(end.namespace, end.interface)] = what
+        self.links.append(Link(a, b, physical, **extra))
+
+    # -------------------------------------------------------- user nodes
+
+    def _user_nodes(self) -> None:
+        for name, node in self.spec.nodes.items():
+            path = f"nodes.{name}"
+            self._name(name, node.kind, path, "node")
+            intent = [f for f in INTENT_FIELDS if f in node.model_fields_set]
+            if node.kind == "host":
+                for key in ("config", *intent):
+                    if key in node.model_fields_set:
+                        self.src.fail(
+                            f"{path}.{key}",
+                            f"{name} is a host and runs no BGP, so {key} has no meaning here; a host takes "
+                            "interfaces, loopback and gateway",
+                        )
+            else:
+                if node.config is not None and intent:
+                    self.src.fail(
+                        f"{path}.config",
+                        f"config and {', '.join(intent)} together: a router runs either your own config (config) "
+                        f"or one generated from intent ({', '.join(INTENT_FIELDS)}), not both",
+                    )
+                if node.gateway:
+                    self.src.fail(
+                        f"{path}.gateway",
+                        "only hosts take a gateway (a static default route); routers learn routes by BGP",
+                    )
+            # Addresses come in _user_addresses, once the expansion has reserved its interfaces.
+            self._namespace(name, name, forwarding=node.kind != "host")
+
+    # -------------------------------------------------------- circuits and MSEEs
+
+    def _circuits(self) -> None:
+        if self.er is None or self.model is None:
+            return
+        counts: dict[str, int] = {}
+        for cname, cspec in self.er.circuits.items():
+            circuit = self.model.circuits[cname]
+            path = f"expressroute.circuits.{cname}"
+            if not circuit.peerings:
+                self.src.fail(
+                    f"{path}.peerings",
+                    "a circuit in a lab needs at least one peering: its MSEEs live in their peerings' namespaces",
+                )
+            for i, side in enumerate(Side):
+                edge = cspec.edges[i]
+                spot = f"{path}.edges[{i}]"
+                node = self.spec.nodes.get(edge)
+                if node is None:
+                    defined = ", ".join(self.spec.nodes) or "none"
+                    self.src.fail(spot, f"no node named {edge!r}; edges name router nodes (defined: {defined})")
+                if node.kind not in ROUTER_KINDS:
+                    self.src.fail(
+                        spot, f"{edge} is a {node.kind}; a circuit's edges are routers ({', '.join(ROUTER_KINDS)})"
+                    )
+                counts[edge] = counts.get(edge, 0) + 1
+                msee = f"{cname}-msee{i + 1}"
+                self._name(msee, "msee", path, f"the {side} MSEE of circuit {cname}")
+                attachment = _Attachment(circuit, side, edge, counts[edge], msee)
+                self.attachments.append(attachment)
+                self.specs[msee] = {
+                    "kind": "msee",
+                    "name": msee,
+                    "profile": self.spec.profile,
+                    "circuit": cname,
+                    "side": str(side),
+                    "rules": asdict(MseeRules(**self.er.rules.model_dump())),
+                    "peerings": {},
+                }
+                self.reserved[(edge, attachment.physical)] = attachment.what()
+                for ptype in PeeringType:
+                    peering = circuit.peering(ptype)
+                    if peering is None:
+                        continue
+                    key = f"{msee}.{ptype}"
+                    self._namespace(key, msee, forwarding=True)
+                    place: dict[str, Any] = {"netns": key}
+                    if ptype is PeeringType.PRIVATE:
+                        place["gateways"] = []
+                    self.specs[msee]["peerings"][str(ptype)] = place
+                    self.reserved[(edge, f"{attachment.physical}.{peering.vlan}")] = (
+                        f"the {ptype} peering (VLAN {peering.vlan}) of {attachment.what()}"
+                    )
+        self._check_edge_interfaces()
+        for attachment in self.attachments:
+            self._attach(attachment)
+
+    def _check_edge_interfaces(self) -> None:
+        for name, node in self.spec.nodes.items():
+            for interface in node.interfaces:
+                what = self.reserved.get((name, interface))
+                if what is not None:
+                    self.src.fail(
+                        f"nodes.{name}.interfaces.{interface}",
+                        f"{name}'s {interface} is also the interface bgplab generates for {what}; give your "
+                        "interface another name, e.g. eth9",
+                    )
+
+    def _attach(self, att: _Attachment) -> None:
+        circuit, edge = att.circuit, att.edge
+        for ptype, peering in sorted(circuit.peerings.items(), key=lambda item: list(PeeringType).index(item[0])):
+            vlan = peering.vlan
+            sub = f"{att.physical}.{vlan}"
+            msee_ns = f"{att.msee}.{ptype}"
+            self._link(
+                Endpoint(edge, sub), Endpoint(msee_ns, f"eth1.{vlan}"), f"{edge}:{att.physical}",
+                f"the {ptype} peering of {att.what()}", vlan=vlan, rate_mbps=circuit.bandwidth_mbps,
+            )  # fmt: skip
+            for version, family in ((4, "ipv4"), (6, "ipv6")):
+                addressing = peering.link(att.side, version)
+                if addressing is None:
+                    continue
+                path = f"expressroute.circuits.{circuit.name}.peerings.{ptype}.{family}"
+                self._assign(edge, sub, addressing.customer, path, note=f"the CE end of {att.what()}")
+                self._assign(
+                    msee_ns, f"eth1.{vlan}", addressing.msee, path, note=f"the MSEE end of {att.what()}",
+                    msee_edge=edge, customer=addressing.customer,
+                )  # fmt: skip
+
+    # -------------------------------------------------------- VNets, gateways, VMs, the internet edge
+
+    def _internet_enabled(self) -> bool:
+        if self.er is None or not self.er.vnets:
+            return False
+        return True if self.er.internet is None else self.er.internet.enabled
+
+    def _vnets(self) -> None:
+        if self.er is None or self.model is None:
+            return
+        model = self.model
+        pool = _Pool(GATEWAY_LINK_POOL, "MSEE-gateway links")
+        gateways: list[str] = []
+        for vname, vspec in self.er.vnets.items():
+            vnet = model.vnets[vname]
+            path = f"expressroute.vnets.{vname}"
+            gw = f"{vname}-gw"
+            gateways.append(gw)
+            self._name(gw, "gateway", path, f"the gateway of VNet {vname}")
+            gw_ns = self._namespace(gw, gw, forwarding=True)
+            neighbors: list[dict[str, Any]] = []
+            self.specs[gw] = {
+                "kind": "gateway", "name": gw, "profile": self.spec.profile, "vnet": vname, "netns": gw,
+                "neighbors": neighbors,
+            }  # fmt: skip
+            k = 0
+            for c, connection in enumerate(vnet.connections):
+                j = [v.name for v in model.connected_vnets(connection.circuit)].index(vname) + 1
+                for side_number, side in enumerate(Side, start=1):
+                    msee = f"{connection.circuit}-msee{side_number}"
+                    k += 1
+                    subnet = pool.take(self.src, f"{path}.connections[{c}]")
+                    msee_address, gw_address = subnet[1], subnet[2]
+                    msee_ns = f"{msee}.{PeeringType.PRIVATE}"
+                    self._link(
+                        Endpoint(msee_ns, f"vnet{j}"), Endpoint(gw, f"m{k}"), f"{msee}:vnet{j}",
+                        f"the link from {msee} to the gateway of VNet {vname}",
+                    )  # fmt: skip
+                    spot = f"{path}.connections[{c}]"
+                    self._assign(msee_ns, f"vnet{j}", _iface(msee_address, 30), spot, note=f"{msee}'s end toward {gw}")
+                    self._assign(gw, f"m{k}", _iface(gw_address, 30), spot, note=f"{gw}'s end toward {msee}")
+                    self.specs[msee]["peerings"][str(PeeringType.PRIVATE)]["gateways"].append(
+                        {"address": str(gw_address), "local_address": str(msee_address)}
+                    )
+                    neighbors.append({
+                        "address": str(msee_address), "circuit": connection.circuit, "side": str(side),
+                        "local_address": str(gw_address),
+                    })  # fmt: skip
+            self._vms(vname, vspec, gw_ns)
+        if self.internet:
+            self._internet_edge(gateways)
+
+    def _vms(self, vname: str, vspec: VNetSpec, gw_ns: _Ns) -> None:
+        assert self.model is not None
+        vnet = self.model.vnets[vname]
+        gw = gw_ns.key
+        path = f"expressroute.vnets.{vname}"
+        members: list[str] = []
+        on_bridge: set[_Network] = set()
+        for host, addresses in vspec.hosts.items():
+            spot = f"{path}.hosts.{host}"
+            self._name(host, "host", spot, f"VM {host!r} of VNet {vname}")
+            host_ns = self._namespace(host, host, forwarding=False)
+            port = f"h{len(members) + 1}"
+            members.append(port)
+            self._link(Endpoint(host, "eth0"), Endpoint(gw, port), f"{host}:eth0", f"VM {host}'s link to VNet {vname}")
+            families: set[int] = set()
+            for n, text in enumerate(addresses):
+                where = f"{spot}[{n}]"
+                address = ipaddress.ip_address(text)
+                if address.version in families:
+                    self.src.fail(where, f"{host} has an IPv{address.version} address already; a VM has one per family")
+                families.add(address.version)
+                space = next((s for s in vnet.address_space if s.version == address.version and address in s), None)
+                if space is None:
+                    spaces = ", ".join(map(str, vnet.address_space))
+                    self.src.fail(
+                        where, f"{address} is outside VNet {vname}'s address space ({spaces}); a VM's address comes "
+                        "from its VNet",
+                    )  # fmt: skip
+                if address == space.network_address or (address.version == 4 and address == space.broadcast_address):
+                    self.src.fail(where, f"{address} is not a usable host address of {space}")
+                segment = _iface(space[1], space.prefixlen)
+                if space not in on_bridge:
+                    on_bridge.add(space)
+                    index = vnet.address_space.index(space)
+                    self._assign(
+                        gw, "vnet", segment, f"{path}.address_space[{index}]",
+                        note=f"the VNet segment's router (the gateway takes the first address of {space})",
+                    )  # fmt: skip
+                self._assign(host, "eth0", _iface(address, space.prefixlen), where, note=f"VM {host}'s address")
+                host_ns.routes.append((_default(address.version), str(segment.ip)))
+        if members:
+            gw_ns.bridges.append(("vnet", tuple(members)))
+
+    def _internet_edge(self, gateways: list[str]) -> None:
+        assert self.er is not None and self.model is not None
+        path = "expressroute.internet" if self.er.internet is not None else "expressroute.vnets"
+        self._name(INTERNET_NODE, "host", path, "the Azure internet edge")
+        edge = self._namespace(INTERNET_NODE, INTERNET_NODE, forwarding=True)
+        pool = _Pool(INTERNET_LINK_POOL, "gateway-internet links")
+        for i, gw in enumerate(gateways, start=1):
+            subnet = pool.take(self.src, path)
+            edge_address, gw_address = subnet[1], subnet[2]
+            self._link(Endpoint(gw, "inet"), Endpoint(INTERNET_NODE, f"gw{i}"), f"{gw}:inet", f"{gw}'s internet link")
+            self._assign(INTERNET_NODE, f"gw{i}", _iface(edge_address, 30), path, note=f"the internet edge toward {gw}")
+            self._assign(gw, "inet", _iface(gw_address, 30), path, note=f"{gw}'s end toward the internet edge")
+            self.specs[gw]["internet"] = [str(edge_address)]
+            # Traffic back to the VMs: the edge routes each VNet's IPv4 space to its gateway.
+            vnet = self.model.vnets[str(self.specs[gw]["vnet"])]
+            for space in vnet.address_space:
+                if space.version == 4 and all(prefix != str(space) for prefix, _ in edge.routes):
+                    edge.routes.append((str(space), str(gw_address)))
+
+    # -------------------------------------------------------- user addresses and links
+
+    def _user_addresses(self) -> None:
+        for name, node in self.spec.nodes.items():
+            path = f"nodes.{name}"
+            user = self.ns[name]
+            generated, user.addresses = user.addresses, []
+            for n, text in enumerate(node.loopback):
+                self._assign(name, "lo", ipaddress.ip_interface(text), f"{path}.loopback[{n}]", user=True)
+            for interface, addresses in node.interfaces.items():
+                for n, text in enumerate(addresses):
+                    spot = f"{path}.interfaces.{interface}[{n}]"
+                    self._assign(name, interface, ipaddress.ip_interface(text), spot, user=True)
+            user.addresses.extend(generated)
+        if self.internet and self.er is not None and self.er.internet is not None:
+            for interface, addresses in self.er.internet.interfaces.items():
+                if (INTERNET_NODE, interface) in self.ends:
+                    self.src.fail(
+                        f"expressroute.internet.interfaces.{interface}",
+                        f"{interface} on {INTERNET_NODE} is {self.ends[(INTERNET_NODE, interface)]}; name yours "
+                        "otherwise, e.g. eth9",
+                    )
+                for n, text in enumerate(addresses):
+                    spot = f"expressroute.internet.interfaces.{interface}[{n}]"
+                    self._assign(INTERNET_NODE, interface, ipaddress.ip_interface(text), spot, user=True)
+
+    def _links(self) -> None:
+        for i, link in enumerate(self.spec.links):
+            ends: list[Endpoint] = []
+            for j, ref in enumerate(link.endpoints):
+                short = i < len(self.raw_links) and isinstance(self.raw_links[i], list)
+                path = f"links[{i}][{j}]" if short else f"links[{i}].endpoints[{j}]"
+                node, _, interface = ref.partition(":")
+                if self.node_namespaces.get(node):
+                    namespace = self.node_namespaces[node][0]
+                elif node in self.ns:
+                    namespace = node
+                else:
+                    hint = ""
+                    if node == INTERNET_NODE:
+                        hint = f"; {INTERNET_NODE} exists only with VNets and expressroute.internet not false"
+                    known = ", ".join(self.names)
+                    self.src.fail(path, f"{ref}: no node named {node!r} in this lab{hint} (nodes: {known})")
+                key = (namespace, interface)
+                if key in self.reserved:
+                    self.src.fail(
+                        path,
+                        f"{ref}: {interface} on {node} is the interface bgplab generates for {self.reserved[key]}; "
+                        "use another name, e.g. eth9",
+                    )
+                if key in self.ends:
+                    self.src.fail(path, f"{ref} is already an end of {self.ends[key]}; an interface ends one link")
+                self.ends[key] = f"links[{i}] ({link.endpoints[0]} - {link.endpoints[1]})"
+                ends.append(Endpoint(namespace, interface))
+            self.links.append(Link(ends[0], ends[1], f"{link.endpoints[0]}", rate_mbps=link.rate))
+
+    def _unlinked_interfaces(self) -> None:
+        places: list[tuple[str, str, Mapping[str, Any]]] = [
+            (name, f"nodes.{name}.interfaces", node.interfaces) for name, node in self.spec.nodes.items()
+        ]
+        if self.internet and self.er is not None and self.er.internet is not None:
+            places.append((INTERNET_NODE, "expressroute.internet.interfaces", self.er.internet.interfaces))
+        for node, path, interfaces in places:
+            for interface in interfaces:
+                if (node, interface) not in self.ends:
+                    self.src.fail(
+                        f"{path}.{interface}",
+                        f"{node} has addresses on {interface} but no link ends at {node}:{interface}; add one under "
+                        f"links, e.g. [{node}:{interface}, OTHER:eth1]",
+                    )
+
+    def _check_addresses(self) -> None:
+        """Every address once in the lab: the expansion's first, so a clash is reported at the user's field."""
+        owners: dict[_Address, _Assignment] = {}
+        for assignment in sorted(self.assignments, key=lambda a: a.user):
+            ip = assignment.address.ip
+            first = owners.get(ip)
+            if first is None:
+                owners[ip] = assignment
+                continue
+            node = self.ns[assignment.namespace].node
+            if first.msee_edge is not None and first.msee_edge == node and first.customer is not None:
+                network = first.address.network
+                self.src.fail(
+                    assignment.field,
+                    f"{ip} is the MSEE's address on {network} ({first.note}): the MSEE takes the second host and the "
+                    f"CE the first, {first.customer.ip}, which bgplab puts on {node} itself; remove {ip} here",
+                )
+            note = f", {first.note}" if first.note else ""
+            self.src.fail(
+                assignment.field,
+                f"{ip} is already assigned to {first.namespace} {first.interface} ({first.field}{note}); every "
+                "address in a lab is assigned once",
+            )
+
+    def _host_routes(self) -> None:
+        for name, node in self.spec.nodes.items():
+            if node.kind != "host":
+                continue
+            subnets = [ipaddress.ip_interface(a).network for addresses in node.interfaces.values() for a in addresses]
+            families: set[int] = set()
+            for n, text in enumerate(node.gateway):
+                path = f"nodes.{name}.gateway" + (f"[{n}]" if len(node.gateway) > 1 else "")
+                hop = ipaddress.ip_address(text)
+                if hop.version in families:
+                    self.src.fail(path, f"a second IPv{hop.version} gateway; a host has one default route per family")
+                families.add(hop.version)
+                if not any(hop.version == s.version and hop in s for s in subnets):
+                    mine = ", ".join(str(s) for s in subnets if s.version == hop.version) or "none"
+                    self.src.fail(
+                        path, f"{hop} is on none of {name}'s IPv{hop.version} subnets ({mine}); a gateway must be "
+                        "on a link of the host",
+                    )  # fmt: skip
+                self.ns[name].routes.append((_default(hop.version), str(hop)))
+
+    # -------------------------------------------------------- router configs
+
+    def _router_specs(self) -> None:
+        for name, node in self.spec.nodes.items():
+            if node.kind == "host":
+                continue
+            path = f"nodes.{name}"
+            if node.config is not None:
+                config = os.path.abspath(self.base_dir / node.config)
+                if not os.path.isfile(config):
+                    self.src.fail(
+                        f"{path}.config", f"{node.config}: no such file ({config}); paths are relative to the "
+                        "topology file",
+                    )  # fmt: skip
+                self.specs[name] = {"config": config}
+                continue
+            self.specs[name] = {"intent": self._intent(name, node, path)}
+
+    def _intent(self, name: str, node: NodeSpec, path: str) -> dict[str, Any]:
+        attachments = [a for a in self.attachments if a.edge == name]
+        asn = node.asn
+        if asn is None:
+            if not attachments:
+                self.src.fail(
+                    path,
+                    f"{name} needs an asn: it is the edge of no circuit, so there is no peer_asn to default to "
+                    "(or give it a config)",
+                )
+            first = attachments[0].circuit
+            asn = _ordered_peerings(first)[0][1].peer_asn
+        for att in attachments:
+            for ptype, peering in _ordered_peerings(att.circuit):
+                if peering.peer_asn != asn:
+                    spot = f"{path}.asn" if node.asn is not None else (
+                        f"expressroute.circuits.{att.circuit.name}.peerings.{ptype}.peer_asn"
+                    )  # fmt: skip
+                    self.src.fail(
+                        spot,
+                        f"{name} speaks AS {asn} but the {ptype} peering of circuit {att.circuit.name} has peer_asn "
+                        f"{peering.peer_asn}; a generated config runs one ASN, so make them equal (or give {name} "
+                        "its own config)",
+                    )
+        neighbors: list[dict[str, Any]] = []
+        for att in attachments:
+            for _, peering in _ordered_peerings(att.circuit):
+                for version, family in ((4, "ipv4"), (6, "ipv6")):
+                    addressing = peering.link(att.side, version)
+                    if addressing is None:
+                        continue
+                    neighbors.append({
+                        "address": str(addressing.msee.ip), "asn": AZURE_ASN, "md5": peering.md5,
+                        "bfd": node.bfd and version == 4, "prepend": node.prepend,
+                        "local_address": str(addressing.customer.ip), "families": [family], "role": "msee",
+                    })  # fmt: skip
+        for neighbor in node.neighbors:
+            version = ipaddress.ip_address(neighbor.address).version
+            neighbors.append({
+                "address": neighbor.address, "asn": neighbor.asn, "md5": neighbor.md5, "bfd": neighbor.bfd,
+                "prepend": 0, "local_address": None, "families": [f"ipv{version}"], "role": "user",
+            })  # fmt: skip
+        router_id = node.router_id or self._router_id(name)
+        if router_id is None:
+            self.src.fail(
+                path, f"{name} has no IPv4 address to take a router ID from; give it router_id (or an IPv4 loopback)"
+            )
+        return {"asn": asn, "router_id": router_id, "announce": list(node.announce), "neighbors": neighbors}
+
+    def _router_id(self, name: str) -> str | None:
+        """First IPv4 loopback, else the first IPv4 address on an interface (the user's, then generated ones)."""
+        addresses = [(i, ipaddress.ip_interface(a)) for i, a in self.ns[name].addresses]
+        for want_lo in (True, False):
+            for interface, address in addresses:
+                if address.version == 4 and (interface == "lo") == want_lo:
+                    return str(address.ip)
+        return None
+
+
+def _ordered_peerings(circuit: Circuit) -> list[tuple[PeeringType, Any]]:
+    return [(t, circuit.peerings[t]) for t in PeeringType if t in circuit.peerings]
+
+
+def _iface(address: _Address, prefixlen: int) -> _Interface:
+    return ipaddress.ip_interface(f"{address}/{prefixlen}")
+
+
+def _default(version: int) -> str:
+    return "0.0.0.0/0" if version == 4 else "::/0"
+
+
+# ---------------------------------------------------------------- entry points
+
+
+def plan_from_text(text: str, source: str, base_dir: Path) -> LabPlan:
+    """The plan of a topology given as text; `source` names it in errors, `base_dir` anchors config paths."""
+    data, lines = _load_yaml(text, source)
+    src = _Source(source, lines)
+    spec = _validate(data, src)
+    model: Model | None = None
+    model_data: dict[str, Any] | None = None
+    if spec.expressroute is not None:
+        model_data = _model_data(data.get("expressroute") or {})
+        model = _model(model_data, src)
+    raw_links = data.get("links")
+    expander = _Expander(src, spec, model, Path(base_dir), raw_links if isinstance(raw_links, list) else [])
+    return expander.plan(model_data)
+
+
+def load_topology(path: str | Path) -> LabPlan:
+    """Read, check and expand a topology file; raises TopologyError (or OSError if it cannot be read)."""
+    file = Path(path)
+    return plan_from_text(file.read_text(), str(path), file.parent.absolute())
