@@ -11,6 +11,15 @@ commands:
   speak     run a standalone BGP speaker (inject and collect routes)
   node      run one of bgplab's own nodes (msee, gateway) from its config file
 
+  up        bring a lab up from a topology file and wait for its sessions
+  down      remove a lab and everything it created
+  status    every session of every speaker in a lab
+  routes    a node's BGP routes (MSEE: --peering, --direction)
+  effective-routes   a VNet's effective routes
+  events    our nodes' session, route and fault events (--follow)
+  exec      run a command in a node: bgplab exec NODE -- CMD
+  schema    the topology file's JSON schema
+
 Run 'bgplab COMMAND --help' for a command's options."""
 
 
@@ -26,7 +35,21 @@ def _node(argv: Sequence[str]) -> int:
     return main(argv)
 
 
-COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {"speak": _speak, "node": _node}
+def _lab(name: str) -> Callable[[Sequence[str]], int]:
+    def run(argv: Sequence[str]) -> int:
+        from bgplab.lab.commands import main
+
+        return main([name, *argv])
+
+    return run
+
+
+LAB_COMMANDS = ("up", "down", "status", "routes", "effective-routes", "events", "exec", "schema")
+COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
+    "speak": _speak,
+    "node": _node,
+    **{name: _lab(name) for name in LAB_COMMANDS},
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,48 +8,22 @@ way to start an arbitrary program inside a namespace.
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 import secrets
-import signal
 import subprocess
-import time
 from collections.abc import Sequence
-from contextlib import ExitStack, suppress
+from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
+
+from bgplab.lab.system import CommandError, kill_pids, netns_pids, run
 
 Redirect = int | IO[Any] | None
 """Where a child's stdout or stderr goes, as `subprocess.Popen` accepts it."""
 
 IFNAME_MAX = 15  # IFNAMSIZ - 1: the kernel refuses longer interface names.
-
-
-class CommandError(subprocess.CalledProcessError):
-    """A failed helper command whose message carries its stderr, so test failures explain themselves."""
-
-    def __str__(self) -> str:
-        detail = (self.stderr or self.output or "").strip()
-        return f"{super().__str__()}: {detail}" if detail else super().__str__()
-
-
-def run(args: Sequence[str], check: bool = True, *, input: str | None = None,
-        timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-    """Run a helper command to completion, capturing its text output."""
-    proc = subprocess.run(list(args), input=input, capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise CommandError(proc.returncode, proc.args, proc.stdout, proc.stderr)
-    return proc
-
-
-def _alive(pid: int) -> bool:
-    """Whether pid still runs; a zombie counts as gone, since nothing can reap it for us."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+__all__ = ["IFNAME_MAX", "CommandError", "LinkedPair", "Netns", "add_address", "drop_all", "run", "set_link", "veth"]
 
 
 class Netns:
@@ -135,19 +109,10 @@ class Netns:
 
     def pids(self) -> list[int]:
         """Every process currently inside the namespace, whoever started it."""
-        out = run(["ip", "netns", "pids", self.name], check=False).stdout
-        return [int(pid) for pid in out.split()]
+        return netns_pids(self.name)
 
     def _kill_pids(self, pids: list[int]) -> None:
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            for pid in pids:
-                with suppress(ProcessLookupError):
-                    os.kill(pid, sig)
-            deadline = time.monotonic() + self.kill_timeout
-            while (pids := [p for p in pids if _alive(p)]) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            if not pids:
-                return
+        kill_pids(pids, self.kill_timeout)
 
 
 def _check_ifname(ifname: str) -> None:

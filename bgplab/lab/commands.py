@@ -1,0 +1,261 @@
+"""The lab commands of `bgplab`: up, down, status, routes, effective-routes, events, exec, schema.
+
+Human tables by default and `--json` everywhere. Exit codes CI can use: 0 done (and, for `up`,
+every session established), 1 the lab is up but not every session came up in time or a node
+failed, 2 bad input (a topology error names the file, the line and the field), 3 no such lab.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from bgplab.expressroute import control
+from bgplab.lab.kinds import ConfigCheckError
+from bgplab.lab.kinds.ours import OurNode
+from bgplab.lab.lab import Lab, LabError
+from bgplab.lab.state import LabState, labs
+from bgplab.lab.topology import TopologyError, load_topology, topology_schema
+
+EXIT_OK, EXIT_NOT_READY, EXIT_USAGE, EXIT_NO_LAB = 0, 1, 2, 3
+DEFAULT_WAIT = {"fast": 60.0, "azure": 300.0}
+LAB_NAME = re.compile(r"[a-z][a-z0-9-]{0,11}")
+
+
+def _out(args: argparse.Namespace, data: Any, text: str) -> None:
+    print(json.dumps(data, indent=1) if args.json else text)
+
+
+def _table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]]) -> str:
+    if not rows:
+        return "(none)"
+    cells = [[("" if r.get(key) is None else str(r.get(key))) for key, _ in columns] for r in rows]
+    widths = [max(len(title), *(len(c[i]) for c in cells)) for i, (_, title) in enumerate(columns)]
+    lines = ["  ".join(title.ljust(w) for (_, title), w in zip(columns, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
+    return "\n".join(lines)
+
+
+SESSION_COLUMNS = (("node", "NODE"), ("peering", "PEERING"), ("neighbor", "NEIGHBOR"), ("remote_as", "AS"),
+                   ("state", "STATE"), ("uptime", "UP(s)"), ("accepted", "RCVD"), ("advertised", "SENT"),
+                   ("bfd", "BFD"))
+ROUTE_COLUMNS = (("network", "NETWORK"), ("next_hop", "NEXT HOP"), ("path", "PATH"), ("local_pref", "LOCPRF"),
+                 ("communities", "COMMUNITIES"), ("source", "FROM"))
+
+
+def _progress(args: argparse.Namespace) -> Callable[[str], None]:
+    tty = sys.stderr.isatty()
+
+    def say(text: str) -> None:
+        if args.json:
+            return
+        if tty:
+            sys.stderr.write(f"\r\033[K{text}")
+            sys.stderr.flush()
+        else:
+            print(text, file=sys.stderr)
+
+    return say
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    plan = load_topology(args.topology)
+    if args.name:
+        if not LAB_NAME.fullmatch(args.name):
+            expected = "expected a letter, then up to 11 letters, digits or dashes"
+            raise TopologyError(str(args.topology), None, "name", f"--name {args.name!r}: {expected}")
+        plan = replace(plan, name=args.name)
+    lab = Lab(plan)
+    say = _progress(args)
+    started = time.monotonic()
+    lab.up(say)
+    wait = args.wait if args.wait is not None else DEFAULT_WAIT.get(plan.profile, 60.0)
+    waiting = lab.wait_established(wait, say)
+    seconds = round(time.monotonic() - started, 2)
+    if sys.stderr.isatty() and not args.json:
+        sys.stderr.write("\n")
+    sessions = lab.sessions()
+    data = {"lab": plan.name, "profile": plan.profile, "seconds": seconds, "state_dir": str(lab.state.dir),
+            "established": not waiting, "sessions": sessions}
+    text = (f"lab {plan.name} up in {seconds}s (profile {plan.profile}); "
+            f"{len(sessions) - len(waiting)}/{len(sessions)} sessions established\n{_table(sessions, SESSION_COLUMNS)}")
+    if waiting:
+        text += f"\nnot established after {wait:g}s: " + ", ".join(f"{r['node']}->{r['neighbor']}" for r in waiting)
+    _out(args, data, text)
+    return EXIT_NOT_READY if waiting else EXIT_OK
+
+
+def _lab_name(target: str) -> str:
+    """A lab name, or a topology file whose lab is meant."""
+    if target.endswith((".yaml", ".yml")) or os.sep in target:
+        return load_topology(target).name
+    return target
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    if args.all:
+        states = labs()
+    elif args.target:
+        states = [LabState(_lab_name(args.target))]
+    else:
+        states = labs()
+        if len(states) > 1:
+            raise LabError(f"several labs are up ({', '.join(s.lab for s in states)}); name one or use --all")
+    removed = []
+    for state in states:
+        done = state.teardown()
+        removed.append({"lab": state.lab, "processes": done.processes, "namespaces": done.namespaces})
+    text = "\n".join(f"lab {r['lab']} down: {r['namespaces']} namespaces, {r['processes']} processes removed"
+                     for r in removed) or "no lab to take down"
+    _out(args, removed, text)
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    lab = Lab.open(args.lab)
+    sessions = lab.sessions()
+    problems = {name: p for name in sorted(lab.plan.nodes) if (p := lab.node(name).healthy())}
+    data = {"lab": lab.plan.name, "profile": lab.plan.profile, "state": lab.state.status(),
+            "nodes": {n: {"kind": lab.plan.nodes[n].kind, "problem": problems.get(n)} for n in sorted(lab.plan.nodes)},
+            "sessions": sessions}
+    text = f"lab {lab.plan.name} ({lab.plan.profile}): {lab.state.status()}\n{_table(sessions, SESSION_COLUMNS)}"
+    for name, problem in problems.items():
+        text += f"\n{name}: {problem}"
+    _out(args, data, text)
+    return EXIT_NOT_READY if problems else EXIT_OK
+
+
+def cmd_routes(args: argparse.Namespace) -> int:
+    lab = Lab.open(args.lab)
+    options: dict[str, Any] = {}
+    if isinstance(lab.node(args.node), OurNode) and lab.plan.nodes[args.node].kind == "msee":
+        options = {"peering": args.peering or "private", "direction": args.direction}
+    elif args.peering:
+        raise LabError(f"--peering applies to MSEE nodes; {args.node} is a {lab.plan.nodes[args.node].kind}")
+    rows = lab.node(args.node).routes(args.family, **options)
+    _out(args, rows, _table(rows, ROUTE_COLUMNS))
+    return EXIT_OK
+
+
+def cmd_effective_routes(args: argparse.Namespace) -> int:
+    lab = Lab.open(args.lab)
+    gateway = f"{args.vnet}-gw"
+    node = lab.node(gateway)
+    assert isinstance(node, OurNode)
+    rows = node.call("effective-routes")
+    flat = [{"prefix": ", ".join(r["addressPrefix"]), "source": r["source"], "state": r["state"],
+             "type": r["nextHopType"], "next_hop": ", ".join(r["nextHopIpAddress"])} for r in rows]
+    _out(args, rows, _table(flat, (("source", "SOURCE"), ("state", "STATE"), ("prefix", "ADDRESS PREFIX"),
+                                   ("type", "NEXT HOP TYPE"), ("next_hop", "NEXT HOP IP"))))
+    return EXIT_OK
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    lab = Lab.open(args.lab)
+    ours = [n for n in sorted(lab.plan.nodes) if lab.plan.nodes[n].kind in ("msee", "gateway")]
+    if args.follow and len(ours) != 1 and not args.node:
+        raise LabError(f"--follow streams one node's events; pick one with --node ({', '.join(ours)})")
+    nodes = [args.node] if args.node else ours
+    records: list[dict[str, Any]] = []
+    for name in nodes:
+        handle = lab.node(name)
+        if not isinstance(handle, OurNode):
+            raise LabError(f"{name} is a {lab.plan.nodes[name].kind}; events come from msee and gateway nodes")
+        if args.follow:
+            for record in control.follow(handle.control, since=0.0):
+                print(json.dumps(record) if args.json else f"{record['time']:.3f} {name} {record.get('text', '')}",
+                      flush=True)
+            return EXIT_OK
+        for record in _history(handle.control):
+            records.append(record)
+    records.sort(key=lambda r: r.get("time", 0.0))
+    _out(args, records, "\n".join(f"{r['time']:.3f} {r.get('node', '')} {r.get('text', '')}" for r in records))
+    return EXIT_OK
+
+
+def _history(path: str) -> list[dict[str, Any]]:
+    """The events a node kept, read until the stream goes quiet."""
+    records = []
+    try:
+        for record in control.follow(path, since=0.0, timeout=0.3):
+            records.append(record)
+    except TimeoutError:
+        pass
+    return records
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    lab = Lab.open(args.lab)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        raise LabError("nothing to run: bgplab exec NODE -- COMMAND [ARGS]")
+    argv = lab.exec_args(args.node, command)
+    os.execvp(argv[0], argv)
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    print(json.dumps(topology_schema(), indent=1))
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bgplab")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, handler: Callable[[argparse.Namespace], int], help_text: str,
+            lab_option: bool = True) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(handler=handler)
+        p.add_argument("--json", action="store_true", help="JSON output")
+        if lab_option:
+            p.add_argument("--lab", help="which lab (default: the only one up)")
+        return p
+
+    p = add("up", cmd_up, "bring a lab up from a topology file and wait for its sessions", lab_option=False)
+    p.add_argument("topology", type=Path)
+    p.add_argument("--wait", type=float, help="seconds to wait for sessions (default: 60 fast, 300 azure)")
+    p.add_argument("--name", help="run under another lab name (two copies of one topology side by side)")
+    p = add("down", cmd_down, "remove a lab: every namespace, link and process it created", lab_option=False)
+    p.add_argument("target", nargs="?", help="lab name or topology file (default: the only lab up)")
+    p.add_argument("--all", action="store_true", help="every lab on this machine")
+    add("status", cmd_status, "every session of every speaker, ours and the routers', in one schema")
+    p = add("routes", cmd_routes, "a node's BGP routes")
+    p.add_argument("node")
+    p.add_argument("--peering", choices=("private", "microsoft", "public"), help="MSEE peering (default private)")
+    p.add_argument("--direction", choices=("table", "received", "advertised"), default="table",
+                   help="MSEE: its table, what the customer sent, what it sends the customer")
+    p.add_argument("--family", choices=("ipv4", "ipv6"), default="ipv4")
+    p = add("effective-routes", cmd_effective_routes, "a VNet's effective routes, as Azure computes them")
+    p.add_argument("vnet")
+    p = add("events", cmd_events, "session, route and fault events of our nodes")
+    p.add_argument("--follow", action="store_true")
+    p.add_argument("--node")
+    p = add("exec", cmd_exec, "run a command in a node's namespace: bgplab exec NODE -- CMD")
+    p.add_argument("node")
+    p.add_argument("command", nargs=argparse.REMAINDER)
+    add("schema", cmd_schema, "the topology file's JSON schema, for editors", lab_option=False)
+    return parser
+
+
+def main(argv: Sequence[str]) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except (TopologyError, ConfigCheckError) as exc:
+        print(f"bgplab {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except LabError as exc:
+        print(f"bgplab {args.command}: {exc}", file=sys.stderr)
+        return EXIT_NO_LAB
+    except (control.ControlError, RuntimeError) as exc:
+        print(f"bgplab {args.command}: {exc}", file=sys.stderr)
+        return EXIT_NOT_READY

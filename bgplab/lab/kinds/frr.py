@@ -1,0 +1,244 @@
+"""FRR as a lab router: zebra, bgpd, staticd and bfdd in the node's namespace, writing its FIB.
+
+Each node's FRR is a private instance: its own working directory in the lab's state (configs,
+pid files, vty sockets, zserv socket, logs), so any number of nodes, and a system FRR, run side
+by side. The daemons start with empty configs and the node's integrated config (the user's own
+file, checked first with `vtysh --dryrun`, or one generated from the topology's intent) is then
+applied through vtysh, which sends each line to the daemon that owns it, as `frr-reload` would.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from bgplab.lab import system
+from bgplab.lab.kinds import ConfigCheckError
+from bgplab.lab.plan import LabPlan, Node
+from bgplab.lab.runtime.netns import NetnsRuntime
+
+LIBDIR = Path("/usr/lib/frr")
+DAEMONS = ("zebra", "bgpd", "staticd", "bfdd")
+MSEE_BFD = (300, 300, 3)
+START_TIMEOUT = 20.0
+_STATES = {"established": "established", "idle": "idle", "connect": "connect", "active": "active",
+           "opensent": "opensent", "openconfirm": "openconfirm"}
+
+
+def check_config(path: Path) -> None:
+    """FRR's own parser (`vtysh --dryrun`), so a typo is reported before anything starts."""
+    proc = system.run(["vtysh", "--dryrun", "-f", str(path)], check=False)
+    if proc.returncode != 0:
+        problems = [line.strip() for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+        raise ConfigCheckError(f"{path}: FRR refuses this config:\n  " + "\n  ".join(problems))
+
+
+class FrrNode:
+    def __init__(self, plan: LabPlan, node: Node, runtime: NetnsRuntime, workdir: Path) -> None:
+        self.plan = plan
+        self.node = node
+        self.runtime = runtime
+        self.workdir = workdir
+        self.key = node.namespaces[0]
+
+    # ---- config
+
+    def config_text(self) -> str:
+        spec = self.node.spec
+        if "config" in spec:
+            return Path(spec["config"]).read_text()
+        return render_intent(self.node.name, spec.get("intent", {}), self.plan.profile)
+
+    # ---- lifecycle
+
+    def start(self) -> None:
+        d = self.workdir
+        d.mkdir(parents=True, exist_ok=True)
+        config = d / "frr.conf"
+        config.write_text(self.config_text())
+        if "config" in self.node.spec:
+            try:
+                check_config(config)
+            except ConfigCheckError as exc:
+                raise ConfigCheckError(str(exc).replace(str(config), str(self.node.spec["config"]))) from None
+        for daemon in DAEMONS:
+            (d / f"{daemon}.conf").write_text("")
+        shutil.chown(d, "frr", "frr")
+        for path in d.iterdir():
+            shutil.chown(path, "frr", "frr")
+        for daemon in DAEMONS:
+            args = [str(LIBDIR / daemon), "-f", str(d / f"{daemon}.conf"), "-i", str(d / f"{daemon}.pid"),
+                    "--vty_socket", str(d), "-z", str(d / "zserv.api"), "-P", "0",
+                    "--log", f"file:{d / daemon}.log", "--log-level", "info"]
+            if daemon == "bgpd":
+                args += ["-p", "179"]
+            if daemon == "bfdd":
+                args += ["--bfdctl", str(d / "bfdd.sock")]
+            with open(d / f"{daemon}.out", "wb") as out:
+                proc = self.runtime.popen(self.key, args, node=self.node.name, what=daemon, stdout=out,
+                                          stderr=subprocess.STDOUT)
+            self._wait(d / f"{daemon}.vty", daemon, proc)
+        loaded = self.vtysh_raw(["-f", str(config)])
+        if loaded.returncode != 0:
+            raise ConfigCheckError(f"{self.node.name}: FRR refused its config while loading it: "
+                                   f"{(loaded.stdout + loaded.stderr).strip()[-1500:]}")
+
+    def _wait(self, path: Path, daemon: str, proc: subprocess.Popen[bytes]) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while not path.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{self.node.name}: FRR {daemon} did not start: {self._log_tail(daemon)}")
+            time.sleep(0.02)
+
+    def _log_tail(self, daemon: str) -> str:
+        texts = []
+        for suffix in ("out", "log"):
+            path = self.workdir / f"{daemon}.{suffix}"
+            if path.exists():
+                texts.append(path.read_text()[-800:])
+        return "\n".join(texts).strip() or "no log"
+
+    def healthy(self) -> str | None:
+        for daemon in DAEMONS:
+            pid_file = self.workdir / f"{daemon}.pid"
+            try:
+                pid = int(pid_file.read_text().strip())
+            except (FileNotFoundError, ValueError):
+                return f"FRR {daemon} has no pid file"
+            if not system.alive(pid):
+                return f"FRR {daemon} exited: {self._log_tail(daemon)}"
+        return None
+
+    def stop(self) -> None:
+        pids = []
+        for daemon in reversed(DAEMONS):
+            try:
+                pids.append(int((self.workdir / f"{daemon}.pid").read_text().strip()))
+            except (FileNotFoundError, ValueError):
+                continue
+        system.kill_pids(pids)
+
+    # ---- queries
+
+    def vtysh_raw(self, args: list[str]) -> subprocess.CompletedProcess[str]:
+        return self.runtime.exec(self.key, ["vtysh", "--vty_socket", str(self.workdir), *args], check=False)
+
+    def vtysh(self, *commands: str) -> str:
+        args = [a for c in commands for a in ("-c", c)]
+        proc = self.vtysh_raw(args)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{self.node.name}: vtysh {' / '.join(commands)}: {(proc.stdout + proc.stderr).strip()}")
+        return proc.stdout
+
+    def _json(self, command: str) -> Any:
+        text = self.vtysh(command)
+        return json.loads(text) if text.strip() else {}
+
+    def sessions(self) -> list[dict[str, Any]]:
+        rows = []
+        for address, info in sorted(self._json("show bgp neighbors json").items()):
+            families = info.get("addressFamilyInfo", {}).values()
+            up_ms = info.get("bgpTimerUpMsec")
+            state = str(info.get("bgpState", "idle")).lower()
+            bfd = info.get("peerBfdInfo", {}).get("status")
+            rows.append({
+                "node": self.node.name,
+                "peering": None,
+                "neighbor": address,
+                "role": "ibgp" if info.get("remoteAs") == info.get("localAs") else "ebgp",
+                "local_as": info.get("localAs"),
+                "remote_as": info.get("remoteAs"),
+                "state": _STATES.get(state, "idle"),
+                "uptime": round(up_ms / 1000, 3) if state == "established" and up_ms is not None else None,
+                "received": sum(int(f.get("acceptedPrefixCounter", 0)) for f in families),
+                "accepted": sum(int(f.get("acceptedPrefixCounter", 0)) for f in families),
+                "advertised": sum(int(f.get("sentPrefixCounter", 0)) for f in families),
+                "bfd": str(bfd).lower() if bfd else None,
+                "flaps": int(info.get("connectionsDropped", 0)),
+            })
+        return rows
+
+    def routes(self, family: str = "ipv4", **options: Any) -> list[dict[str, Any]]:
+        if family not in ("ipv4", "ipv6"):
+            raise ValueError(f"family {family!r}: expected ipv4 or ipv6")
+        data = self._json(f"show bgp {family} unicast json detail")
+        rows = []
+        for prefix, entries in sorted(data.get("routes", {}).items()):
+            for path in entries:
+                if "nexthops" not in path:
+                    continue
+                hops = [h["ip"] for h in path["nexthops"] if h.get("scope") != "link-local"]
+                segments = path.get("aspath", {}).get("segments", [])
+                rows.append({
+                    "network": prefix,
+                    "next_hop": hops[0] if hops else "",
+                    "path": " ".join(str(a) for seg in segments for a in seg["list"]),
+                    "origin": str(path.get("origin", "")).lower(),
+                    "med": path.get("metric"),
+                    "local_pref": path.get("locPrf"),
+                    "communities": path.get("community", {}).get("string", "").split(),
+                    "large_communities": path.get("largeCommunity", {}).get("list", []),
+                    "family": f"{family}-unicast",
+                    "source": path.get("peer", {}).get("peerId", "local"),
+                    "best": bool(path.get("bestpath", {}).get("overall")),
+                })
+        return rows
+
+
+def render_intent(name: str, intent: dict[str, Any], profile: str) -> str:
+    """An FRR config for a CE from the topology's intent: its MSEE sessions (BFD, MD5, prepend)
+    and any user neighbours, the prefixes it announces (each with a blackhole route so that it
+    is announced even before the more specific connected routes exist: on-prem traffic still
+    follows those, by longest match)."""
+    asn = int(intent["asn"])
+    lines = ["frr defaults traditional", f"hostname {name}", "service integrated-vtysh-config", "!"]
+    if any(n.get("bfd") for n in intent.get("neighbors", [])):
+        tx, rx, mult = MSEE_BFD
+        lines += ["bfd", " profile msee", f"  transmit-interval {tx}", f"  receive-interval {rx}",
+                  f"  detect-multiplier {mult}", " exit", "exit", "!"]
+    for prefix in intent.get("announce", []):
+        lines.append(f"{'ipv6' if ':' in prefix else 'ip'} route {prefix} blackhole")
+    lines += [f"router bgp {asn}"]
+    if intent.get("router_id"):
+        lines.append(f" bgp router-id {intent['router_id']}")
+    lines += [" no bgp ebgp-requires-policy", " no bgp default ipv4-unicast", " bgp log-neighbor-changes"]
+    fast = profile == "fast"
+    for n in intent.get("neighbors", []):
+        a = n["address"]
+        lines.append(f" neighbor {a} remote-as {n['asn']}")
+        if fast:
+            lines += [f" neighbor {a} timers 3 9", f" neighbor {a} timers connect 1"]
+        if n.get("md5"):
+            lines.append(f" neighbor {a} password {n['md5']}")
+        if n.get("local_address"):
+            lines.append(f" neighbor {a} update-source {n['local_address']}")
+        if n.get("bfd"):
+            lines.append(f" neighbor {a} bfd profile msee")
+    for family in ("ipv4", "ipv6"):
+        members = [n for n in intent.get("neighbors", []) if family in n.get("families", ["ipv4"])]
+        prefixes = [p for p in intent.get("announce", []) if (":" in p) == (family == "ipv6")]
+        if not members and not prefixes:
+            continue
+        lines.append(f" address-family {family} unicast")
+        for n in members:
+            a = n["address"]
+            lines += [f"  neighbor {a} activate", f"  neighbor {a} soft-reconfiguration inbound"]
+            if int(n["asn"]) == asn:
+                lines.append(f"  neighbor {a} next-hop-self")
+            if n.get("prepend"):
+                lines.append(f"  neighbor {a} route-map {_prepend_map(n['prepend'])} out")
+        lines += [f"  network {p}" for p in prefixes]
+        lines.append(" exit-address-family")
+    lines += ["exit", "!"]
+    for count in sorted({int(n["prepend"]) for n in intent.get("neighbors", []) if n.get("prepend")}):
+        lines += [f"route-map {_prepend_map(count)} permit 10", f" set as-path prepend {' '.join([str(asn)] * count)}",
+                  "exit", "!"]
+    return "\n".join(lines) + "\n"
+
+
+def _prepend_map(count: int) -> str:
+    return f"PREPEND-{count}"

@@ -1,0 +1,27 @@
+"""A host: a namespace with addresses and a default route, nothing running, no BGP."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bgplab.lab.plan import Node
+
+
+class HostNode:
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def start(self) -> None:
+        pass
+
+    def healthy(self) -> str | None:
+        return None
+
+    def sessions(self) -> list[dict[str, Any]]:
+        return []
+
+    def routes(self, family: str = "ipv4", **options: Any) -> list[dict[str, Any]]:
+        return []
+
+    def stop(self) -> None:
+        pass

@@ -1,0 +1,124 @@
+"""The netns runtime: a LabPlan made real as network namespaces, veth pairs, addresses and routes.
+
+Every namespace is journaled in the lab's state before it is created, so whatever happens next
+`bgplab down` finds it; links, addresses, bridges, routes and shaping all live inside the
+namespaces and go with them.
+
+This kernel has no 802.1Q devices: a peering's sub-interface is its own veth pair, named as the
+sub-interface would be ("eth1.100"), and the links of one fibre (`Link.physical`) fail together
+through `set_physical`. Circuit bandwidth is shaped with tbf at both ends of each peering's link
+(per peering, so peerings do not share the circuit's rate as they would on one port).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from bgplab.lab import system
+from bgplab.lab.plan import LabPlan, Link
+from bgplab.lab.state import LabState
+
+Redirect = int | IO[Any] | None
+
+_SAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+class NetnsRuntime:
+    def __init__(self, plan: LabPlan, state: LabState) -> None:
+        self.plan = plan
+        self.state = state
+
+    def ns(self, key: str) -> str:
+        """The real namespace name of a plan key: the lab name keeps two labs apart."""
+        return f"bl-{self.plan.name}-{_SAFE.sub('_', key)}"
+
+    # ---- building
+
+    def build(self) -> None:
+        self.create_namespaces()
+        self.create_links()
+        self.configure()
+
+    def create_namespaces(self) -> None:
+        for key, spec in self.plan.namespaces.items():
+            name = self.ns(key)
+            if system.netns_exists(name):
+                raise RuntimeError(f"namespace {name} already exists: is lab {self.plan.name} up? (bgplab down it)")
+            self.state.record("namespace", name=name, key=key)
+            system.run(["ip", "netns", "add", name])
+            forwarding = "1" if spec.forwarding else "0"
+            self.batch(key, ["link set lo up"])
+            self.sysctl(key, {
+                "net.ipv4.ip_forward": forwarding,
+                "net.ipv6.conf.all.forwarding": forwarding,
+                # Addresses survive link down/up (a fault heals by itself) and are usable at once.
+                "net.ipv6.conf.all.keep_addr_on_down": "1",
+                "net.ipv6.conf.default.accept_dad": "0",
+                "net.ipv6.conf.all.accept_dad": "0",
+            })
+
+    def create_links(self) -> None:
+        for link in self.plan.links:
+            a, b = link.a, link.b
+            system.run(["ip", "link", "add", "name", a.interface, "netns", self.ns(a.namespace), "type", "veth",
+                        "peer", "name", b.interface, "netns", self.ns(b.namespace)])
+
+    def configure(self) -> None:
+        shaped = {(e.namespace, e.interface): link.rate_mbps for link in self.plan.links for e in (link.a, link.b)
+                  if link.rate_mbps}
+        for key, spec in self.plan.namespaces.items():
+            interfaces = [e.interface for link in self.plan.links for e in (link.a, link.b) if e.namespace == key]
+            commands = [f"link add {name} type bridge" for name, _ in spec.bridges]
+            commands += [f"link set {member} master {name}" for name, members in spec.bridges for member in members]
+            commands += [f"link set {name} up" for name, _ in spec.bridges]
+            commands += [f"link set {ifname} up" for ifname in interfaces]
+            commands += [f"address add {cidr} dev {ifname}" + (" nodad" if ":" in cidr else "")
+                         for ifname, cidr in spec.addresses]
+            commands += [f"{'-6 ' if ':' in prefix else ''}route add {prefix} via {via}" for prefix, via in spec.routes]
+            self.batch(key, commands)
+            for ifname in interfaces:
+                rate = shaped.get((key, ifname))
+                if rate:
+                    self.exec(key, ["tc", "qdisc", "replace", "dev", ifname, "root", "tbf", "rate", f"{rate}mbit",
+                                    "burst", f"{max(32, rate // 8)}kb", "latency", "50ms"])
+
+    # ---- operating
+
+    def batch(self, key: str, commands: Sequence[str]) -> None:
+        """`ip -batch` in a namespace: one process for many changes; the error names the line."""
+        if not commands:
+            return
+        system.run(["ip", "-n", self.ns(key), "-batch", "-"], input="\n".join(commands) + "\n")
+
+    def sysctl(self, key: str, values: dict[str, str]) -> None:
+        self.exec(key, ["sysctl", "-qw", *[f"{k}={v}" for k, v in values.items()]])
+
+    def exec(self, key: str, args: Sequence[str], check: bool = True,
+             timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        return system.run(["ip", "netns", "exec", self.ns(key), *args], check, timeout=timeout)
+
+    def popen(self, key: str | None, args: Sequence[str], *, node: str, what: str,
+              stdout: Redirect = None, stderr: Redirect = None,
+              cwd: Path | None = None) -> subprocess.Popen[bytes]:
+        """Start a long-running process (in a namespace, or the host's for our own nodes), journaled."""
+        argv = list(args) if key is None else ["ip", "netns", "exec", self.ns(key), *args]
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, cwd=cwd,
+                                start_new_session=True)
+        self.state.record("process", pid=proc.pid, start=system.start_time(proc.pid), node=node, what=what)
+        return proc
+
+    def set_physical(self, physical: str, up: bool) -> list[Link]:
+        """Carrier loss on one fibre: every link of it down (or up) at both ends."""
+        links = [link for link in self.plan.links if link.physical == physical]
+        if not links:
+            known = sorted({link.physical for link in self.plan.links})
+            raise ValueError(f"no link {physical!r} in lab {self.plan.name}; links: {', '.join(known)}")
+        for link in links:
+            for end in (link.a, link.b):
+                self.batch(end.namespace, [f"link set {end.interface} {'up' if up else 'down'}"])
+        return links
+

@@ -1,0 +1,210 @@
+"""Whole labs through the CLI, as a user runs them: `bgplab up`, look, ping, `bgplab down`.
+
+Each lab runs under a unique name (`--name`) and a private state directory, so tests never meet
+a user's labs or each other; whatever happens, the fixture takes the lab down and checks that
+nothing of it is left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bgplab.lab import system
+
+pytestmark = [pytest.mark.lab, pytest.mark.timeout(300)]
+
+TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
+
+
+class Cli:
+    """`bgplab ...` as a subprocess, with the test's own state directory."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.env = {**os.environ, "BGPLAB_STATE_DIR": str(state_dir)}
+        self.state_dir = state_dir
+
+    def run(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([sys.executable, "-m", "bgplab", *args], env=self.env, capture_output=True,
+                              text=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"bgplab {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.run(*args, "--json").stdout)
+
+    def popen(self, *args: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, "-m", "bgplab", *args], env=self.env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def leftovers(name: str) -> dict[str, list[str]]:
+    """Namespaces of the lab, and processes of any of them, still on the machine."""
+    namespaces = [n for n in os.listdir("/run/netns") if n.startswith(f"bl-{name}-")] if os.path.isdir(
+        "/run/netns") else []
+    pids = [str(p) for ns in namespaces for p in system.netns_pids(ns)]
+    return {"namespaces": namespaces, "processes": pids}
+
+
+def node_pids(state_dir: Path, name: str) -> list[int]:
+    journal = state_dir / name / "journal.jsonl"
+    entries = [json.loads(line) for line in journal.read_text().splitlines()] if journal.exists() else []
+    return [e["pid"] for e in entries if e["type"] == "process"]
+
+
+def state_dir() -> Path:
+    """A private state directory the `frr` user can traverse (pytest's own tmp dirs are 0700)."""
+    path = Path(tempfile.mkdtemp(prefix="bgplab-test-"))
+    path.chmod(0o755)
+    return path
+
+
+@pytest.fixture
+def cli() -> Iterator[Cli]:
+    path = state_dir()
+    yield Cli(path)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def connect_to() -> Iterator[tuple[Cli, str, dict[str, Any]]]:
+    cli = Cli(state_dir())
+    name = f"ct{secrets.token_hex(3)}"
+    try:
+        up = cli.run("up", str(TOPOLOGIES / "connect-to.yaml"), "--name", name, "--json", check=False)
+        assert up.returncode == 0, f"up exited {up.returncode}: {up.stdout}\n{up.stderr}"
+        yield cli, name, json.loads(up.stdout)
+    finally:
+        pids = node_pids(cli.state_dir, name)
+        cli.run("down", name, check=False)
+        assert leftovers(name) == {"namespaces": [], "processes": []}
+        assert not [p for p in pids if system.alive(p)]
+        shutil.rmtree(cli.state_dir, ignore_errors=True)
+
+
+def test_connect_to_comes_up_with_every_session_established(connect_to: tuple[Cli, str, dict[str, Any]]) -> None:
+    _, _, up = connect_to
+    assert up["established"] is True and up["profile"] == "fast"
+    sessions = up["sessions"]
+    assert len(sessions) == 14 and {s["state"] for s in sessions} == {"established"}
+    by_node = {(s["node"], s["neighbor"]): s for s in sessions}
+    assert by_node[("contoso-ams-msee1", "192.168.100.129")]["peering"] == "private"
+    assert by_node[("ce1", "192.168.100.130")]["remote_as"] == 12076
+
+
+def wait_for(what: str, predicate: Any, timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.3)
+
+
+def test_routes_at_the_ce_the_msees_and_the_gateway(connect_to: tuple[Cli, str, dict[str, Any]]) -> None:
+    cli, name, _ = connect_to
+
+    def vnet_at_ce1() -> list[dict[str, Any]]:
+        return [r for r in cli.json("routes", "ce1", "--lab", name) if r["network"] == "10.100.0.0/16"]
+
+    paths = wait_for("VNet route at ce1", vnet_at_ce1)
+    best = [r for r in paths if r["best"]]
+    assert best and best[0]["path"] == "12076" and best[0]["next_hop"] == "192.168.100.130"
+    assert "12076:20001" in best[0]["communities"]
+    msee1 = cli.json("routes", "contoso-ams-msee1", "--lab", name, "--direction", "received")
+    assert [r["network"] for r in msee1] == ["10.1.0.0/16"]
+    effective = cli.json("effective-routes", "hub", "--lab", name)
+    onprem = [r for r in effective if r["addressPrefix"] == ["10.1.0.0/16"] and r["state"] == "Active"]
+    # ce2 prepends twice: the gateway prefers the primary MSEE's shorter path.
+    assert onprem and onprem[0]["nextHopIpAddress"] == ["169.254.0.1"]
+    advertised = cli.json("routes", "contoso-ams-msee1", "--lab", name, "--peering", "microsoft",
+                          "--direction", "advertised")
+    assert advertised and all("12076:5010" in r["communities"] or "12076:5100" in r["communities"]
+                              for r in advertised)
+
+
+def test_packets_flow_between_the_azure_vm_and_on_premises(connect_to: tuple[Cli, str, dict[str, Any]]) -> None:
+    cli, name, _ = connect_to
+    there = cli.run("exec", "--lab", name, "azure-vm", "--", "ping", "-c", "3", "-i", "0.2", "-W", "1", "10.1.1.10",
+                    check=False)
+    assert there.returncode == 0, there.stdout + there.stderr
+    back = cli.run("exec", "--lab", name, "onprem", "--", "ping", "-c", "3", "-i", "0.2", "-W", "1", "10.100.1.10",
+                   check=False)
+    assert back.returncode == 0, back.stdout + back.stderr
+    trace = cli.run("exec", "--lab", name, "onprem", "--", "traceroute", "-n", "-q", "1", "10.100.1.10").stdout
+    hops = [line.split()[1] for line in trace.splitlines()[1:]]
+    assert hops == ["10.1.1.1", "192.168.100.130", "169.254.0.2", "10.100.1.10"]  # ce1, MSEE1, gateway, VM
+
+
+def test_status_reports_every_node_healthy(connect_to: tuple[Cli, str, dict[str, Any]]) -> None:
+    cli, name, _ = connect_to
+    status = cli.json("status", "--lab", name)
+    assert status["state"] == "up"
+    assert {n: v["problem"] for n, v in status["nodes"].items() if v["problem"]} == {}
+    assert set(status["nodes"]) == {"ce1", "ce2", "onprem", "contoso-ams-msee1", "contoso-ams-msee2", "hub-gw",
+                                    "azure-vm", "azure-internet"}
+
+
+def test_a_second_copy_runs_beside_and_up_twice_is_refused(
+    connect_to: tuple[Cli, str, dict[str, Any]], tmp_path: Path
+) -> None:
+    cli, name, _ = connect_to
+    again = cli.run("up", str(TOPOLOGIES / "connect-to.yaml"), "--name", name, check=False)
+    assert again.returncode == 3 and f"lab {name} is already up" in again.stderr
+    other = f"cx{secrets.token_hex(3)}"
+    try:
+        up = cli.run("up", str(TOPOLOGIES / "connect-to.yaml"), "--name", other, "--json")
+        assert json.loads(up.stdout)["established"] is True
+        assert cli.json("status", "--lab", name)["state"] == "up"  # the first one is untouched
+    finally:
+        cli.run("down", other, check=False)
+    assert leftovers(other) == {"namespaces": [], "processes": []}
+    assert cli.json("status", "--lab", name)["state"] == "up"
+
+
+def test_up_killed_half_way_is_cleaned_by_down(cli: Cli) -> None:
+    name = f"ck{secrets.token_hex(3)}"
+    proc = cli.popen("up", str(TOPOLOGIES / "connect-to.yaml"), "--name", name)
+    try:
+        wait_for("a node process started", lambda: node_pids(cli.state_dir, name), timeout=60)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    created = leftovers(name)
+    assert created["namespaces"], "the kill came too late to test anything"
+    pids = node_pids(cli.state_dir, name)
+    down = cli.run("down", name)
+    assert f"lab {name} down" in down.stdout
+    assert leftovers(name) == {"namespaces": [], "processes": []}
+    assert not [p for p in pids if system.alive(p)]
+    assert not (cli.state_dir / name).exists()
+
+
+def test_down_of_a_lab_that_is_not_there_is_fine_and_status_says_no_lab(cli: Cli) -> None:
+    assert cli.run("down", "nolabhere").returncode == 0
+    status = cli.run("status", "--lab", "nolabhere", check=False)
+    assert status.returncode == 3 and "no lab 'nolabhere' is up" in status.stderr
+
+
+def test_topology_errors_exit_2_with_file_line_and_field(cli: Cli, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nnodes:\n  r1: {kind: cisco}\n")
+    proc = cli.run("up", str(bad), check=False)
+    assert proc.returncode == 2
+    assert f"{bad}:3: nodes.r1.kind:" in proc.stderr and "frr" in proc.stderr
+    assert leftovers("bad") == {"namespaces": [], "processes": []}
