@@ -8,9 +8,9 @@ failed, 2 bad input (a topology error names the file, the line and the field), 3
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
-import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -23,11 +23,10 @@ from bgplab.lab.kinds import ConfigCheckError
 from bgplab.lab.kinds.ours import OurNode
 from bgplab.lab.lab import Lab, LabError
 from bgplab.lab.state import LabState, labs
-from bgplab.lab.topology import TopologyError, load_topology, topology_schema
+from bgplab.lab.topology import LAB_NAME, TopologyError, load_topology, topology_schema
 
 EXIT_OK, EXIT_NOT_READY, EXIT_USAGE, EXIT_NO_LAB = 0, 1, 2, 3
 DEFAULT_WAIT = {"fast": 60.0, "azure": 300.0}
-LAB_NAME = re.compile(r"[a-z][a-z0-9-]{0,11}")
 
 
 def _out(args: argparse.Namespace, data: Any, text: str) -> None:
@@ -57,11 +56,12 @@ def _progress(args: argparse.Namespace) -> Callable[[str], None]:
     def say(text: str) -> None:
         if args.json:
             return
-        if tty:
-            sys.stderr.write(f"\r\033[K{text}")
-            sys.stderr.flush()
-        else:
-            print(text, file=sys.stderr)
+        with contextlib.suppress(OSError):  # progress is a courtesy: a closed stderr must not stop `up`
+            if tty:
+                sys.stderr.write(f"\r\033[K{text}")
+                sys.stderr.flush()
+            else:
+                print(text, file=sys.stderr, flush=True)
 
     return say
 
@@ -70,7 +70,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     plan = load_topology(args.topology)
     if args.name:
         if not LAB_NAME.fullmatch(args.name):
-            expected = "expected a letter, then up to 11 letters, digits or dashes"
+            expected = "expected a lowercase letter, then up to 19 lowercase letters, digits or dashes"
             raise TopologyError(str(args.topology), None, "name", f"--name {args.name!r}: {expected}")
         plan = replace(plan, name=args.name)
     lab = Lab(plan)

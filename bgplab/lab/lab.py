@@ -83,8 +83,7 @@ class Lab:
                 self.node(name).start()
             self.state.record("status", state="up")
         except BaseException:
-            say("failed; removing what was created")
-            self.down()
+            self.down()  # first: nothing, not even a broken progress pipe, may keep it from running
             raise
 
     def down(self) -> Teardown:
@@ -119,5 +118,8 @@ class Lab:
 
     def exec_args(self, node: str, args: list[str]) -> list[str]:
         """The command line that runs args in a node's (main) namespace."""
-        self.node(node)  # an unknown node raises, naming the ones there are
+        handle = self.node(node)  # an unknown node raises, naming the ones there are
+        adapt = getattr(handle, "command_args", None)
+        if adapt is not None:
+            args = adapt(args)  # e.g. vtysh pointed at the node's own FRR, not the system's
         return ["ip", "netns", "exec", self.runtime.ns(self.plan.nodes[node].namespaces[0]), *args]

@@ -8,7 +8,7 @@ Azure VMs on a VNet bridge, and an Azure internet edge, with every link and addr
 needs. The expansion is deterministic: the same file always gives the same plan.
 
 ```yaml
-name: contoso                     # [a-z][a-z0-9-]{0,11}: it prefixes namespace names
+name: contoso                     # [a-z][a-z0-9-]{0,19}: it prefixes namespace names
 profile: fast                     # azure (default) | fast
 expressroute:                     # bgplab.expressroute.model data, plus lab-only keys:
   circuits:
@@ -71,7 +71,7 @@ GATEWAY_LINK_POOL = ipaddress.IPv4Network("169.254.0.0/16")
 INTERNET_LINK_POOL = ipaddress.IPv4Network("192.0.2.0/24")
 """Gateway-to-internet-edge links: one /30 each, the edge on the first host, the gateway on the second."""
 
-_LAB_NAME = re.compile(r"[a-z][a-z0-9-]{0,11}")
+LAB_NAME = re.compile(r"[a-z][a-z0-9-]{0,19}")
 _NODE_NAME = re.compile(r"[a-z][a-z0-9-]{0,19}")
 _INTERFACE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}")
 _RATE = re.compile(r"(\d+)\s*([mg])bps", re.IGNORECASE)
@@ -98,9 +98,9 @@ class TopologyError(ValueError):
 
 
 def _lab_name(value: str) -> str:
-    if not _LAB_NAME.fullmatch(value):
+    if not LAB_NAME.fullmatch(value):
         raise ValueError(
-            f"{value!r} is not a lab name: a lowercase letter, then up to 11 lowercase letters, digits or dashes "
+            f"{value!r} is not a lab name: a lowercase letter, then up to 19 lowercase letters, digits or dashes "
             "(it prefixes namespace names)"
         )
     return value
@@ -497,7 +497,7 @@ def _unwrap(annotation: Any) -> Any:
 
 
 _REQUIRED_HINTS = {
-    "name": "the lab's name, e.g. contoso (a lowercase letter, then up to 11 lowercase letters, digits or dashes)",
+    "name": "the lab's name, e.g. contoso (a lowercase letter, then up to 19 lowercase letters, digits or dashes)",
     "kind": f"one of {', '.join(USER_KINDS)}",
     "edges": "the node on the primary link and the node on the secondary link, e.g. [ce1, ce2]",
     "endpoints": "the two ends, e.g. [ce1:eth9, onprem:eth1]",

@@ -9,13 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
-import shutil
 import signal
-import subprocess
-import sys
-import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,76 +17,20 @@ from typing import Any
 import pytest
 
 from bgplab.lab import system
+from tests.lab.labcli import TOPOLOGIES, Cli, leftovers, node_pids, running_lab, state_dir, unique, wait_for
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(300)]
 
-TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
-
-
-class Cli:
-    """`bgplab ...` as a subprocess, with the test's own state directory."""
-
-    def __init__(self, state_dir: Path) -> None:
-        self.env = {**os.environ, "BGPLAB_STATE_DIR": str(state_dir)}
-        self.state_dir = state_dir
-
-    def run(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([sys.executable, "-m", "bgplab", *args], env=self.env, capture_output=True,
-                              text=True, timeout=timeout)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"bgplab {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
-        return proc
-
-    def json(self, *args: str) -> Any:
-        return json.loads(self.run(*args, "--json").stdout)
-
-    def popen(self, *args: str) -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, "-m", "bgplab", *args], env=self.env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def leftovers(name: str) -> dict[str, list[str]]:
-    """Namespaces of the lab, and processes of any of them, still on the machine."""
-    namespaces = [n for n in os.listdir("/run/netns") if n.startswith(f"bl-{name}-")] if os.path.isdir(
-        "/run/netns") else []
-    pids = [str(p) for ns in namespaces for p in system.netns_pids(ns)]
-    return {"namespaces": namespaces, "processes": pids}
-
-
-def node_pids(state_dir: Path, name: str) -> list[int]:
-    journal = state_dir / name / "journal.jsonl"
-    entries = [json.loads(line) for line in journal.read_text().splitlines()] if journal.exists() else []
-    return [e["pid"] for e in entries if e["type"] == "process"]
-
-
-def state_dir() -> Path:
-    """A private state directory the `frr` user can traverse (pytest's own tmp dirs are 0700)."""
-    path = Path(tempfile.mkdtemp(prefix="bgplab-test-"))
-    path.chmod(0o755)
-    return path
-
-
 @pytest.fixture
 def cli() -> Iterator[Cli]:
-    path = state_dir()
-    yield Cli(path)
-    shutil.rmtree(path, ignore_errors=True)
+    with state_dir() as path:
+        yield Cli(path)
 
 
 @pytest.fixture(scope="module")
 def connect_to() -> Iterator[tuple[Cli, str, dict[str, Any]]]:
-    cli = Cli(state_dir())
-    name = f"ct{secrets.token_hex(3)}"
-    try:
-        up = cli.run("up", str(TOPOLOGIES / "connect-to.yaml"), "--name", name, "--json", check=False)
-        assert up.returncode == 0, f"up exited {up.returncode}: {up.stdout}\n{up.stderr}"
-        yield cli, name, json.loads(up.stdout)
-    finally:
-        pids = node_pids(cli.state_dir, name)
-        cli.run("down", name, check=False)
-        assert leftovers(name) == {"namespaces": [], "processes": []}
-        assert not [p for p in pids if system.alive(p)]
-        shutil.rmtree(cli.state_dir, ignore_errors=True)
+    with running_lab("connect-to.yaml", "ct") as lab:
+        yield lab
 
 
 def test_connect_to_comes_up_with_every_session_established(connect_to: tuple[Cli, str, dict[str, Any]]) -> None:
@@ -103,17 +41,6 @@ def test_connect_to_comes_up_with_every_session_established(connect_to: tuple[Cl
     by_node = {(s["node"], s["neighbor"]): s for s in sessions}
     assert by_node[("contoso-ams-msee1", "192.168.100.129")]["peering"] == "private"
     assert by_node[("ce1", "192.168.100.130")]["remote_as"] == 12076
-
-
-def wait_for(what: str, predicate: Any, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.3)
 
 
 def test_routes_at_the_ce_the_msees_and_the_gateway(connect_to: tuple[Cli, str, dict[str, Any]]) -> None:
@@ -166,7 +93,7 @@ def test_a_second_copy_runs_beside_and_up_twice_is_refused(
     cli, name, _ = connect_to
     again = cli.run("up", str(TOPOLOGIES / "connect-to.yaml"), "--name", name, check=False)
     assert again.returncode == 3 and f"lab {name} is already up" in again.stderr
-    other = f"cx{secrets.token_hex(3)}"
+    other = unique("cx")
     try:
         up = cli.run("up", str(TOPOLOGIES / "connect-to.yaml"), "--name", other, "--json")
         assert json.loads(up.stdout)["established"] is True
@@ -178,7 +105,7 @@ def test_a_second_copy_runs_beside_and_up_twice_is_refused(
 
 
 def test_up_killed_half_way_is_cleaned_by_down(cli: Cli) -> None:
-    name = f"ck{secrets.token_hex(3)}"
+    name = unique("ck")
     proc = cli.popen("up", str(TOPOLOGIES / "connect-to.yaml"), "--name", name)
     try:
         wait_for("a node process started", lambda: node_pids(cli.state_dir, name), timeout=60)

@@ -122,6 +122,12 @@ class FrrNode:
                 continue
         system.kill_pids(pids)
 
+    def command_args(self, args: list[str]) -> list[str]:
+        """`bgplab exec NODE -- vtysh ...` talks to this node's FRR (its own vty sockets)."""
+        if args[:1] == ["vtysh"] and "--vty_socket" not in args:
+            return ["vtysh", "--vty_socket", str(self.workdir), *args[1:]]
+        return args
+
     # ---- queries
 
     def vtysh_raw(self, args: list[str]) -> subprocess.CompletedProcess[str]:

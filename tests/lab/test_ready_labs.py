@@ -1,0 +1,89 @@
+"""The ready labs in topologies/ other than connect-to (tested in test_lab_netns.py): each comes
+up with every session established and shows what it exists to show, in routes and in packets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bgplab.expressroute.services import load_catalogue
+from tests.lab.labcli import Cli, running_lab, wait_for
+
+pytestmark = [pytest.mark.lab, pytest.mark.timeout(300)]
+
+
+def hops(cli: Cli, name: str, node: str, target: str) -> list[str]:
+    trace = cli.run("exec", "--lab", name, node, "--", "traceroute", "-n", "-q", "1", "-w", "1", target).stdout
+    return [line.split()[1] for line in trace.splitlines()[1:]]
+
+
+def active(cli: Cli, name: str, vnet: str, prefix: str) -> dict[str, Any]:
+    rows = [r for r in cli.json("effective-routes", vnet, "--lab", name)
+            if r["addressPrefix"] == [prefix] and r["state"] == "Active"]
+    assert len(rows) == 1, rows
+    return rows[0]
+
+
+def pings(cli: Cli, name: str, node: str, target: str) -> bool:
+    return cli.run("exec", "--lab", name, node, "--", "ping", "-c", "2", "-i", "0.2", "-W", "1", target,
+                   check=False).returncode == 0
+
+
+def test_forced_tunnel_sends_azure_internet_traffic_on_premises_then_falls_back() -> None:
+    with running_lab("forced-tunnel.yaml", "ft") as (cli, name, up):
+        assert up["established"]
+        # ce1 runs the user's own config file (checked with vtysh --dryrun before start).
+        default = wait_for("0/0 learned from on-premises",
+                           lambda: active(cli, name, "hub", "0.0.0.0/0")["nextHopType"] == "VirtualNetworkGateway")
+        assert default
+        assert hops(cli, name, "azure-vm", "203.0.113.2")[-2] == "192.168.100.129"  # out through ce1
+        cli.run("exec", "--lab", name, "ce1", "--", "vtysh", "-c", "configure terminal", "-c", "router bgp 65010",
+                "-c", "address-family ipv4 unicast", "-c", "no network 0.0.0.0/0")
+        wait_for("the internet route back", lambda: active(cli, name, "hub", "0.0.0.0/0")["nextHopType"] == "Internet")
+        assert hops(cli, name, "azure-vm", "203.0.113.2") == ["10.100.0.1", "192.0.2.1", "203.0.113.2"]
+
+
+def test_microsoft_peering_delivers_exactly_the_filtered_service_prefixes() -> None:
+    catalogue = load_catalogue()
+    allowed = {0x2F2C1392, catalogue.region("west-europe").microsoft_community}  # 12076:5010, 12076:51002
+    expected = {str(p.prefix) for p in catalogue.prefixes
+                if p.prefix.version == 4 and allowed.intersection(p.communities)}
+    with running_lab("microsoft-peering.yaml", "mp") as (cli, name, up):
+        assert up["established"]
+
+        def from_msee1() -> dict[str, dict[str, Any]]:
+            return {r["network"]: r for r in cli.json("routes", "ce1", "--lab", name) if r["source"] == "198.51.100.2"}
+
+        routes = wait_for("service prefixes at ce1", lambda: (r := from_msee1()) and set(r) == expected and r)
+        for row in routes.values():
+            assert row["path"] == "12076"
+            assert allowed.intersection(int(a) << 16 | int(b) for a, b in (c.split(":") for c in row["communities"]))
+        received = cli.json("routes", "contoso-ams-msee1", "--lab", name, "--peering", "microsoft",
+                            "--direction", "received")
+        assert [r["network"] for r in received] == ["203.0.113.0/28"]  # 10.9.0.0/16 (RFC 1918) dropped
+        sessions = {(s["node"], s["neighbor"]): s for s in cli.json("status", "--lab", name)["sessions"]}
+        assert sessions[("contoso-ams-msee1", "198.51.100.1")]["state"] == "established"
+        assert sessions[("contoso-ams-msee1", "198.51.100.1")]["flaps"] == 0
+
+
+def test_connect_through_keeps_the_two_customers_apart() -> None:
+    with running_lab("connect-through.yaml", "cth") as (cli, name, up):
+        assert up["established"]
+        wait_for("customer A's site route in VNet A",
+                 lambda: active(cli, name, "vnet-a", "10.110.0.0/16")["nextHopType"] == "VirtualNetworkGateway")
+        wait_for("customer B's site route in VNet B",
+                 lambda: active(cli, name, "vnet-b", "10.120.0.0/16")["nextHopType"] == "VirtualNetworkGateway")
+        assert pings(cli, name, "site-a", "10.10.1.10") and pings(cli, name, "site-b", "10.20.1.10")
+        # Neither learns the other's routes...
+        a_routes = {r["network"] for r in cli.json("routes", "csp-a", "--lab", name)}
+        b_routes = {r["network"] for r in cli.json("routes", "csp-b", "--lab", name)}
+        assert a_routes == {"10.10.0.0/16", "10.110.0.0/16"} and b_routes == {"10.20.0.0/16", "10.120.0.0/16"}
+        a_vnet = {tuple(r["addressPrefix"]) for r in cli.json("effective-routes", "vnet-a", "--lab", name)}
+        assert ("10.120.0.0/16",) not in a_vnet and ("10.20.0.0/16",) not in a_vnet
+        # ...and no packet crosses, in any direction.
+        assert not pings(cli, name, "site-a", "10.20.1.10")
+        assert not pings(cli, name, "site-a", "10.120.1.10")
+        assert not pings(cli, name, "vm-a", "10.20.1.10")
+        assert not pings(cli, name, "vm-a", "10.120.1.10")
+        assert not pings(cli, name, "vm-b", "10.110.1.10")
