@@ -1,0 +1,349 @@
+"""Pictures (Mermaid, SVG) and the containerlab export of a plan: complete, well-formed, deterministic.
+
+Two plans: the repository's connect-to topology, and a small hand-built one with the awkward cases
+(dots and dashes in names, a node named like a Mermaid keyword, text that needs escaping, a link
+between routers with another between them, an MSEE whose peerings share a fibre)."""
+
+from __future__ import annotations
+
+import json
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bgplab.expressroute.node import build_node
+from bgplab.lab import export, graph
+from bgplab.lab.plan import Endpoint, LabPlan, Link, Namespace, Node, plan_from_data, plan_to_data
+from bgplab.lab.topology import load_topology
+
+CONNECT_TO = Path(__file__).resolve().parents[2] / "topologies" / "connect-to.yaml"
+SVG = "{http://www.w3.org/2000/svg}"
+ODD = 'h&<1>"#'
+"""A node name no topology file allows, but a hand-built plan may hold: every escape is needed."""
+
+
+def _link(a: str, ai: str, b: str, bi: str, physical: str, vlan: int | None = None, rate: int | None = None) -> Link:
+    return Link(Endpoint(a, ai), Endpoint(b, bi), physical, vlan, rate)
+
+
+def small_plan() -> LabPlan:
+    namespaces = [
+        Namespace("r1.a", "r1.a", (("lo", "10.9.0.1/32"), ("eth1.100", "192.168.1.1/30"),
+                                   ("eth1.200", "192.168.2.1/30"), ("e2", "10.0.0.1/30"), ("e9", "10.0.9.1/30")),
+                  forwarding=True),
+        Namespace("r1-a", "r1-a", (("e2", "10.0.0.2/30"), ("e3", "10.2.0.1/24")), forwarding=True),
+        Namespace("end", "end", (("eth1", "10.2.0.10/24"), ("eth2", "2001:db8::1/64")),
+                  routes=(("0.0.0.0/0", "10.2.0.1"), ("::/0", "2001:db8::2"))),
+        Namespace(ODD, ODD, (("eth1", "2001:db8::2/64"),)),
+        Namespace("r3", "r3", (("e9", "10.0.9.2/30"),), forwarding=True),
+        Namespace("m.1.private", "m.1", (("eth1.100", "192.168.1.2/30"), ("vnet1", "169.254.0.1/30")), forwarding=True),
+        Namespace("m.1.microsoft", "m.1", (("eth1.200", "192.168.2.2/30"),), forwarding=True),
+        Namespace("gw", "gw", (("m1", "169.254.0.2/30"), ("vnet", "10.100.0.1/16")), forwarding=True,
+                  bridges=(("vnet", ("h1",)),)),
+        Namespace("vm", "vm", (("eth0", "10.100.1.10/16"),), routes=(("0.0.0.0/0", "10.100.0.1"),)),
+    ]
+    nodes = [
+        Node("r1.a", "frr", ("r1.a",), {"config": "/configs/r1.conf"}),
+        Node("r1-a", "bird", ("r1-a",), {"config": "/configs/r1-a.conf"}),
+        Node("r3", "gobgp", ("r3",), {}),
+        Node("end", "host", ("end",)),
+        Node(ODD, "host", (ODD,)),
+        Node("m.1", "msee", ("m.1.private", "m.1.microsoft"), {
+            "kind": "msee", "name": "m.1", "circuit": "c", "side": "primary",
+            "peerings": {"private": {"netns": "m.1.private", "gateways": []}, "microsoft": {"netns": "m.1.microsoft"}},
+        }),
+        Node("gw", "gateway", ("gw",), {"kind": "gateway", "name": "gw", "vnet": "v", "netns": "gw", "neighbors": []}),
+        Node("vm", "host", ("vm",)),
+    ]
+    links = (
+        _link("r1.a", "eth1.100", "m.1.private", "eth1.100", "r1.a:eth1", 100, 200),
+        _link("r1.a", "eth1.200", "m.1.microsoft", "eth1.200", "r1.a:eth1", 200, 200),
+        _link("r1.a", "e2", "r1-a", "e2", "r1.a:e2"),
+        _link("r1.a", "e9", "r3", "e9", "r1.a:e9"),
+        _link("r1-a", "e3", "end", "eth1", "r1-a:e3"),
+        _link(ODD, "eth1", "end", "eth2", f"{ODD}:eth1"),
+        _link("m.1.private", "vnet1", "gw", "m1", "m.1:vnet1"),
+        _link("vm", "eth0", "gw", "h1", "vm:eth0"),
+    )
+    return LabPlan("small", "fast", "hand-built", {ns.key: ns for ns in namespaces}, links,
+                   {node.name: node for node in nodes})
+
+
+@pytest.fixture(scope="module")
+def connect_to() -> LabPlan:
+    return load_topology(CONNECT_TO)
+
+
+@pytest.fixture(params=["connect-to", "small"])
+def plan(request: pytest.FixtureRequest, connect_to: LabPlan) -> LabPlan:
+    return connect_to if request.param == "connect-to" else small_plan()
+
+
+def mermaid_escaped(text: str) -> str:
+    return (text.replace("#", "#35;").replace('"', "#quot;").replace("<", "#lt;").replace(">", "#gt;")
+            .replace("&", "#amp;"))  # fmt: skip
+
+
+_NODE_LINE = re.compile(r"^    (\S+?)(\(\[|\[\[|\{\{|\(|\[)\"(.*)\"(\]\)|\]\]|\}\}|\)|\])$")
+_EDGE_LINE = re.compile(r'^  (\S+) ---\|"([^"]*)"\| (\S+)$')
+
+
+def parse_mermaid(text: str) -> tuple[dict[str, str], list[tuple[str, str, str]], dict[str, list[str]]]:
+    """(id -> label, [(id, label, id)] edges, subgraph title -> ids)."""
+    nodes: dict[str, str] = {}
+    found_edges: list[tuple[str, str, str]] = []
+    zones: dict[str, list[str]] = {}
+    current: str | None = None
+    for line in text.splitlines():
+        if m := re.fullmatch(r'  subgraph (\w+)\["([^"]*)"\]', line):
+            current = m.group(2)
+            zones[current] = []
+        elif line == "  end":
+            current = None
+        elif m := _NODE_LINE.fullmatch(line):
+            assert m.group(1) not in nodes, f"node id {m.group(1)} defined twice"
+            nodes[m.group(1)] = m.group(3)
+            assert current is not None, f"{line!r} outside any subgraph"
+            zones[current].append(m.group(1))
+        elif m := _EDGE_LINE.fullmatch(line):
+            found_edges.append((m.group(1), m.group(2), m.group(3)))
+    return nodes, found_edges, zones
+
+
+# ---------------------------------------------------------------- Mermaid
+
+
+def test_mermaid_has_every_node_once_with_a_safe_unique_id(plan: LabPlan) -> None:
+    text = graph.mermaid(plan)
+    assert text.splitlines()[1] == "flowchart LR"
+    nodes, _, _ = parse_mermaid(text)
+    ids = graph.mermaid_ids(plan)
+    assert set(ids) == set(plan.nodes)
+    assert len(set(ids.values())) == len(ids)
+    assert set(nodes) == set(ids.values())
+    for name, node in plan.nodes.items():
+        assert re.fullmatch(r"n_[A-Za-z0-9_]+", ids[name]), ids[name]
+        label = nodes[ids[name]]
+        assert label.split("<br/>")[0] == mermaid_escaped(name)
+        assert node.kind in label.split("<br/>")[1]
+        assert '"' not in label and "<" not in label.replace("<br/>", "")
+
+
+def test_mermaid_ids_of_look_alike_names(connect_to: LabPlan) -> None:
+    ids = graph.mermaid_ids(small_plan())
+    assert ids["r1.a"] == "n_r1_a" and ids["r1-a"] == "n_r1_a_2"
+    assert ids["end"] == "n_end"  # never the bare keyword
+    assert graph.mermaid_ids(connect_to)["contoso-ams-msee1"] == "n_contoso_ams_msee1"
+
+
+def test_mermaid_has_one_edge_per_physical_link(plan: LabPlan) -> None:
+    _, found, _ = parse_mermaid(graph.mermaid(plan))
+    names = {v: k for k, v in graph.mermaid_ids(plan).items()}
+    assert len(found) == len({link.physical for link in plan.links})
+    assert len(found) < len(plan.links)  # both plans have a fibre with two peerings on it
+    owner = {key: ns.node for key, ns in plan.namespaces.items()}
+    expected = {(link.physical, frozenset((owner[link.a.namespace], owner[link.b.namespace]))) for link in plan.links}
+    assert {frozenset((names[a], names[b])) for a, _, b in found} == {pair for _, pair in expected}
+    assert len(expected) == len(found)
+
+
+def test_mermaid_edge_labels(connect_to: LabPlan) -> None:
+    _, found, _ = parse_mermaid(graph.mermaid(connect_to))
+    labels = {(a, b): label for a, label, b in found}
+    assert labels[("n_ce1", "n_contoso_ams_msee1")] == "eth1 ↔ eth1<br/>VLAN 100, 200<br/>1 Gbps"
+    assert labels[("n_onprem", "n_ce1")] == "eth1 ↔ lan"  # drawn left to right: the host first
+    assert labels[("n_hub_gw", "n_azure_vm")] == "h1 ↔ eth0"
+    assert labels[("n_ce1", "n_ce2")] == "ibgp ↔ ibgp"
+
+
+def test_mermaid_zones_and_msee_peerings(connect_to: LabPlan) -> None:
+    nodes, _, zones = parse_mermaid(graph.mermaid(connect_to))
+    assert zones == {
+        "on-premises": ["n_ce1", "n_ce2", "n_onprem"],
+        "Microsoft edge": ["n_contoso_ams_msee1", "n_contoso_ams_msee2"],
+        "Azure": ["n_hub_gw", "n_azure_vm", "n_azure_internet"],
+    }
+    assert nodes["n_contoso_ams_msee2"] == (
+        "contoso-ams-msee2<br/>msee · secondary<br/>private VLAN 100<br/>microsoft VLAN 200"
+    )
+    text = graph.mermaid(connect_to)
+    assert 'n_contoso_ams_msee1[["' in text and 'n_hub_gw{{"' in text and 'n_onprem(["' in text
+    assert "  class n_ce1,n_ce2 router" in text
+
+
+def test_small_plan_zones() -> None:
+    plan = small_plan()
+    zones = {name: graph.zone(plan, node) for name, node in plan.nodes.items()}
+    assert zones == {"r1.a": "on-premises", "r1-a": "on-premises", "r3": "on-premises", "end": "on-premises",
+                     ODD: "on-premises", "m.1": "Microsoft edge", "gw": "Azure", "vm": "Azure"}
+
+
+def test_edges_group_peerings_of_one_fibre(connect_to: LabPlan) -> None:
+    found = graph.edges(connect_to)
+    first = found[0]
+    assert (first.physical, first.a, first.b) == ("ce1:eth1", "ce1", "contoso-ams-msee1")
+    assert (first.a_interfaces, first.b_interfaces, first.vlans, first.rate_mbps) == (("eth1",), ("eth1",),
+                                                                                     (100, 200), 1000)
+    assert len(found) == 8 and len(connect_to.links) == 10
+
+
+# ---------------------------------------------------------------- SVG
+
+
+def test_svg_is_xml_with_every_node_and_link(plan: LabPlan) -> None:
+    root = ET.fromstring(graph.svg(plan))
+    assert root.tag == f"{SVG}svg"
+    width, height = float(root.attrib["width"]), float(root.attrib["height"])
+    assert width > 0 and height > 0 and root.attrib["viewBox"] == f"0 0 {root.attrib['width']} {root.attrib['height']}"
+    texts = [t.text for t in root.iter(f"{SVG}text")]
+    for name in plan.nodes:
+        assert name in texts
+    groups = {g.attrib["id"]: g for g in root.iter(f"{SVG}g") if g.attrib.get("id", "").startswith("node-")}
+    assert set(groups) == {f"node-{name}" for name in plan.nodes}
+    lines = next(g for g in root.iter(f"{SVG}g") if g.attrib.get("fill") == "none")
+    drawn = [e for e in lines if e.tag in (f"{SVG}line", f"{SVG}path")]
+    assert len(drawn) == len({link.physical for link in plan.links})
+    # boxes inside the picture and apart from each other
+    boxes = []
+    for g in groups.values():
+        rect = g.find(f"{SVG}rect")
+        assert rect is not None
+        x, y, w, h = (float(rect.attrib[k]) for k in ("x", "y", "width", "height"))
+        assert x >= 0 and y >= 0 and x + w <= width and y + h <= height
+        boxes.append((x, y, w, h))
+    for i, (x1, y1, w1, h1) in enumerate(boxes):
+        for x2, y2, w2, h2 in boxes[i + 1:]:
+            assert x1 + w1 <= x2 or x2 + w2 <= x1 or y1 + h1 <= y2 or y2 + h2 <= y1
+
+
+def test_svg_columns_and_labels(connect_to: LabPlan) -> None:
+    root = ET.fromstring(graph.svg(connect_to))
+    x = {}
+    for g in root.iter(f"{SVG}g"):
+        if g.attrib.get("id", "").startswith("node-"):
+            rect = g.find(f"{SVG}rect")
+            assert rect is not None
+            x[g.attrib["id"][5:]] = float(rect.attrib["x"])
+    assert x["onprem"] < x["ce1"] == x["ce2"] < x["contoso-ams-msee1"] == x["contoso-ams-msee2"] < x["hub-gw"]
+    assert x["hub-gw"] < x["azure-vm"]
+    texts = [t.text for t in root.iter(f"{SVG}text")]
+    assert texts.count("VLAN 100, 200") == 2 and "Microsoft edge" in texts and "msee · primary" in texts
+
+
+def test_svg_escapes_text() -> None:
+    text = graph.svg(small_plan())
+    assert "h&amp;&lt;1&gt;" in text and 'id="node-h&amp;&lt;1&gt;&quot;#"' in text
+    root = ET.fromstring(text)
+    assert ODD in [t.text for t in root.iter(f"{SVG}text")]
+
+
+# ---------------------------------------------------------------- containerlab
+
+
+def test_containerlab_round_trips_with_every_node_link_and_address(plan: LabPlan) -> None:
+    text = export.containerlab(plan)
+    data = yaml.safe_load(text)
+    assert data["name"] == plan.name
+    nodes = data["topology"]["nodes"]
+    assert list(nodes) == list(plan.nodes)
+    owner = {key: ns.node for key, ns in plan.namespaces.items()}
+    assert data["topology"]["links"] == [
+        {"endpoints": [f"{owner[end.namespace]}:{end.interface}" for end in (link.a, link.b)]} for link in plan.links
+    ]
+    for name, node in plan.nodes.items():
+        entry = nodes[name]
+        assert entry["kind"] == "linux" and entry["image"] == export.IMAGES[node.kind]
+        assert entry["labels"]["bgplab.kind"] == node.kind
+        for key in node.namespaces:
+            ns = plan.namespaces[key]
+            for iface, cidr in ns.addresses:
+                assert f"ip addr add {cidr} dev {iface}" in entry["exec"]
+            for prefix, via in ns.routes:
+                assert any(line.endswith(f"route replace {prefix} via {via}") for line in entry["exec"])
+            if ns.forwarding:
+                assert entry["sysctls"]["net.ipv4.ip_forward"] == "1"
+    header = text[: text.index("\nname:")].splitlines()
+    assert all(line.startswith("#") for line in header)
+
+
+def test_containerlab_nodes_of_each_kind(connect_to: LabPlan) -> None:
+    text = export.containerlab(connect_to)
+    nodes = yaml.safe_load(text)["topology"]["nodes"]
+    ce1 = nodes["ce1"]
+    assert ce1["image"] == "quay.io/frrouting/frr:8.4.4"
+    assert ce1["binds"] == ["ce1/frr.conf:/etc/frr/frr.conf", "ce1/daemons:/etc/frr/daemons"]
+    msee = nodes["contoso-ams-msee1"]
+    assert msee["image"] == "bgplab:latest"
+    assert msee["cmd"] == "python -m bgplab node msee --config /etc/bgplab/node.json"
+    assert msee["binds"] == ["contoso-ams-msee1/node.json:/etc/bgplab/node.json:ro"]
+    assert {"ip addr add 192.168.100.130/30 dev eth1.100", "ip addr add 198.51.100.2/30 dev eth1.200"} <= set(
+        msee["exec"])  # both peerings' namespaces in one container
+    assert msee["sysctls"]["net.ipv4.ip_nonlocal_bind"] == "1"
+    assert nodes["hub-gw"]["cmd"] == "python -m bgplab node gateway --config /etc/bgplab/node.json"
+    assert nodes["hub-gw"]["exec"][:3] == ["ip link add vnet type bridge", "ip link set h1 master vnet",
+                                           "ip link set vnet up"]
+    assert nodes["azure-vm"]["network-mode"] == "none"  # its eth0 is a lab link
+    assert "network-mode" not in nodes["onprem"]
+    assert "share one network namespace" in text and "contoso-ams-msee1, contoso-ams-msee2" in text
+    assert "containerlab tools netem set -n clab-connect-to-ce1 -i eth1.100 --rate 1000000" in text
+
+
+def test_containerlab_placeholders_and_own_configs() -> None:
+    text = export.containerlab(small_plan())
+    nodes = yaml.safe_load(text)["topology"]["nodes"]
+    assert nodes["r1.a"]["binds"] == ["/configs/r1.conf:/etc/frr/frr.conf", "r1.a/daemons:/etc/frr/daemons"]
+    assert nodes["r1-a"]["binds"] == ["/configs/r1-a.conf:/etc/bird/bird.conf"]
+    assert nodes["r1-a"]["image"] == export.IMAGES["bird"] and "placeholder" in nodes["r1-a"]["labels"]["bgplab.image"]
+    assert "binds" not in nodes["r3"] and "placeholder" in nodes["r3"]["labels"]["bgplab.image"]
+    assert f"{export.IMAGES['bird']} is a placeholder" in text
+    assert "ip -6 route replace ::/0 via 2001:db8::2" in nodes["end"]["exec"]
+    assert "Link rates. Set them" in text and "--rate 200000" in text
+
+
+def test_containerlab_files_match_the_binds(connect_to: LabPlan) -> None:
+    files = export.containerlab_files(connect_to)
+    nodes = yaml.safe_load(export.containerlab(connect_to))["topology"]["nodes"]
+    bound = {bind.split(":")[0] for entry in nodes.values() for bind in entry.get("binds", [])}
+    assert set(files) == bound
+    assert "router bgp 65010" in files["ce1/frr.conf"] and "bgpd=yes" in files["ce1/daemons"]
+    for name in ("contoso-ams-msee1", "hub-gw"):
+        config = json.loads(files[f"{name}/node.json"])
+        assert config["control"] == export.CONTROL_SOCKET and config["expressroute"] == connect_to.expressroute
+        node, control = build_node(config, f"{name}/node.json")  # our node accepts it as it is
+        assert control == export.CONTROL_SOCKET and node.name == name
+    msee = json.loads(files["contoso-ams-msee1/node.json"])
+    assert [place["netns"] for place in msee["peerings"].values()] == [None, None]
+
+
+def test_containerlab_refuses_one_interface_name_in_two_namespaces_of_a_node() -> None:
+    plan = small_plan()
+    namespaces = dict(plan.namespaces)
+    namespaces["m.1.microsoft"] = Namespace("m.1.microsoft", "m.1", (("vnet1", "192.168.2.2/30"),))
+    clash = LabPlan(plan.name, plan.profile, plan.source, namespaces, plan.links, plan.nodes)
+    with pytest.raises(ValueError, match=r"m\.1: interface vnet1 is in both m\.1\.private and m\.1\.microsoft"):
+        export.containerlab(clash)
+
+
+def test_a_link_to_an_unknown_namespace_is_refused() -> None:
+    plan = small_plan()
+    broken = LabPlan(plan.name, plan.profile, plan.source, plan.namespaces,
+                     (*plan.links, _link("r3", "e5", "nowhere", "e1", "r3:e5")), plan.nodes)
+    for render in (graph.mermaid, graph.svg, export.containerlab):
+        with pytest.raises(ValueError, match="'nowhere'"):
+            render(broken)
+
+
+# ---------------------------------------------------------------- determinism
+
+
+def test_same_plan_same_text(connect_to: LabPlan) -> None:
+    again = load_topology(CONNECT_TO)
+    restored = plan_from_data(json.loads(json.dumps(plan_to_data(connect_to))))
+    for render in (graph.mermaid, graph.svg, export.containerlab):
+        first = render(connect_to)
+        assert render(connect_to) == first and render(again) == first and render(restored) == first
+        assert render(small_plan()) == render(small_plan())
+    assert export.containerlab_files(connect_to) == export.containerlab_files(restored)
