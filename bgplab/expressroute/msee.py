@@ -152,6 +152,8 @@ class Msee:
         if peering_type is PeeringType.PRIVATE:
             for gateway in place.gateways:
                 speaker.add_peer(self._gateway_config(gateway, place.port))
+                if gateway.local_address:  # whichever of us starts first, the other connects
+                    speaker.listen.append((gateway.local_address, place.port))
         elif peering_type is PeeringType.MICROSOFT or peering_type is PeeringType.PUBLIC:
             for family, groups in rules.service_announcements(self.catalogue).items():
                 for attrs, keys in groups:

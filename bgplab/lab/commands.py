@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from bgplab.expressroute import control
+from bgplab.lab import export, graph
 from bgplab.lab.kinds import ConfigCheckError
 from bgplab.lab.kinds.ours import OurNode
 from bgplab.lab.lab import Lab, LabError
+from bgplab.lab.plan import LabPlan
 from bgplab.lab.state import LabState, labs
 from bgplab.lab.topology import LAB_NAME, TopologyError, load_topology, topology_schema
 
@@ -201,6 +203,40 @@ def cmd_exec(args: argparse.Namespace) -> int:
     os.execvp(argv[0], argv)
 
 
+def _plan_of(args: argparse.Namespace) -> LabPlan:
+    """The plan of a topology file, or of a running lab (`--lab`)."""
+    if args.topology is not None:
+        return load_topology(args.topology)
+    return Lab.open(args.lab).plan
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    plan = _plan_of(args)
+    text = graph.svg(plan) if args.format == "svg" else graph.mermaid(plan)
+    if args.output:
+        Path(args.output).write_text(text)
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    plan = _plan_of(args)
+    out = Path(args.output or f"{plan.name}-clab")
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / f"{plan.name}.clab.yml"]
+    written[0].write_text(export.containerlab(plan))
+    for relative, text in export.containerlab_files(plan).items():
+        path = out / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        written.append(path)
+    _out(args, [str(p) for p in written], f"wrote {written[0]} and {len(written) - 1} files it binds; "
+         f"`containerlab deploy -t {written[0]}` (see the file's header for what carries over)")
+    return EXIT_OK
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     print(json.dumps(topology_schema(), indent=1))
     return EXIT_OK
@@ -242,6 +278,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("node")
     p.add_argument("command", nargs=argparse.REMAINDER)
     add("schema", cmd_schema, "the topology file's JSON schema, for editors", lab_option=False)
+    p = add("graph", cmd_graph, "a picture of a lab: SVG, or Mermaid text")
+    p.add_argument("topology", nargs="?", type=Path, help="a topology file (default: the running lab, --lab)")
+    p.add_argument("--format", choices=("svg", "mermaid"), default="svg")
+    p.add_argument("-o", "--output", help="write to this file instead of stdout")
+    p = add("export", cmd_export, "the lab for another tool: `bgplab export containerlab TOPOLOGY`")
+    p.add_argument("target", choices=("containerlab",))
+    p.add_argument("topology", nargs="?", type=Path, help="a topology file (default: the running lab, --lab)")
+    p.add_argument("-o", "--output", help="directory to write into (default: NAME-clab)")
     return parser
 
 

@@ -76,7 +76,12 @@ class Lab:
         try:
             say(f"creating {len(self.plan.namespaces)} namespaces and {len(self.plan.links)} links")
             self.runtime.build()
-            for name in sorted(self.plan.nodes, key=lambda n: (_START_ORDER[self.plan.nodes[n].kind], n)):
+            order = sorted(self.plan.nodes, key=lambda n: (_START_ORDER[self.plan.nodes[n].kind], n))
+            for name in order:
+                spawn = getattr(self.node(name), "spawn", None)
+                if spawn is not None:
+                    spawn()  # our nodes start their interpreters while the routers start
+            for name in order:
                 kind = self.plan.nodes[name].kind
                 if kind != "host":
                     say(f"starting {name} ({kind})")

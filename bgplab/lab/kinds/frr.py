@@ -82,7 +82,11 @@ class FrrNode:
                 proc = self.runtime.popen(self.key, args, node=self.node.name, what=daemon, stdout=out,
                                           stderr=subprocess.STDOUT)
             self._wait(d / f"{daemon}.vty", daemon, proc)
-        loaded = self.vtysh_raw(["-f", str(config)])
+        self._wait_zebra_clients()
+        # Line by line in one vtysh session, not `vtysh -f`: a file load is a "configuration
+        # transaction" during which bgpd holds every peer back, then waits seconds more.
+        lines = [line for line in config.read_text().splitlines() if line.strip() and not line.startswith("!")]
+        loaded = self.vtysh_raw([a for line in ["configure terminal", *lines] for a in ("-c", line)])
         if loaded.returncode != 0:
             raise ConfigCheckError(f"{self.node.name}: FRR refused its config while loading it: "
                                    f"{(loaded.stdout + loaded.stderr).strip()[-1500:]}")
@@ -92,6 +96,19 @@ class FrrNode:
         while not path.exists():
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"{self.node.name}: FRR {daemon} did not start: {self._log_tail(daemon)}")
+            time.sleep(0.02)
+
+    def _wait_zebra_clients(self) -> None:
+        """Until every daemon has its zebra session: a neighbour configured before bgpd knows the
+        default VRF fails to start and waits out a doubling retry timer (seconds at bring-up)."""
+        wanted = {"bgp", "static", "bfd"}
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            out = self.vtysh_raw(["-c", "show zebra client summary"]).stdout
+            if wanted <= {line.split()[0] for line in out.splitlines() if line.strip()}:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.node.name}: FRR daemons did not connect to zebra: {out.strip()}")
             time.sleep(0.02)
 
     def _log_tail(self, daemon: str) -> str:

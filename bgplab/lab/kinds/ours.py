@@ -43,7 +43,9 @@ class OurNode:
                     expressroute=self.plan.expressroute)
         return spec
 
-    def start(self) -> None:
+    def spawn(self) -> None:
+        """Start the process without waiting for it: our nodes import Python for half a second,
+        which overlaps with the routers starting."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         path = self.workdir / "node.json"
         path.write_text(json.dumps(self.config(), indent=1))
@@ -52,7 +54,11 @@ class OurNode:
                 None, [sys.executable, "-m", "bgplab", "node", self.node.kind, "--config", str(path)],
                 node=self.node.name, what=self.node.kind, stdout=subprocess.PIPE, stderr=log,
             )
-        assert self.proc.stdout is not None
+
+    def start(self) -> None:
+        if self.proc is None:
+            self.spawn()
+        assert self.proc is not None and self.proc.stdout is not None
         ready, _, _ = select.select([self.proc.stdout], [], [], READY_TIMEOUT)
         line = self.proc.stdout.readline() if ready else b""
         if not line.startswith(b'{"type": "ready"'):
