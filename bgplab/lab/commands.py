@@ -49,7 +49,7 @@ SESSION_COLUMNS = (("node", "NODE"), ("peering", "PEERING"), ("neighbor", "NEIGH
                    ("state", "STATE"), ("uptime", "UP(s)"), ("accepted", "RCVD"), ("advertised", "SENT"),
                    ("bfd", "BFD"))
 ROUTE_COLUMNS = (("network", "NETWORK"), ("next_hop", "NEXT HOP"), ("path", "PATH"), ("local_pref", "LOCPRF"),
-                 ("communities", "COMMUNITIES"), ("source", "FROM"))
+                 ("communities", "COMMUNITIES"), ("source", "PEER"))
 
 
 def _progress(args: argparse.Namespace) -> Callable[[str], None]:
