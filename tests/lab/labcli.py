@@ -87,8 +87,9 @@ def wait_for(what: str, predicate: Callable[[], _T], timeout: float = 30.0) -> _
 
 
 @contextlib.contextmanager
-def running_lab(topology: str, prefix: str) -> Iterator[tuple[Cli, str, dict[str, Any]]]:
-    """`bgplab up` a ready lab under a unique name; `bgplab down` it and prove nothing is left."""
+def running_lab(topology: str | Path, prefix: str) -> Iterator[tuple[Cli, str, dict[str, Any]]]:
+    """`bgplab up` a lab (a ready one by file name, or any path) under a unique name; `bgplab
+    down` it and prove nothing is left."""
     with state_dir() as state:
         cli = Cli(state)
         name = unique(prefix)

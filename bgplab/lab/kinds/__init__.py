@@ -36,12 +36,16 @@ class RunningNode(Protocol):
 
 def node_handle(plan: LabPlan, node: Node, runtime: NetnsRuntime, workdir: Path) -> RunningNode:
     """The handle of one node, whether it is about to start or has run since an earlier `up`."""
-    from bgplab.lab.kinds import frr, host, ours
+    from bgplab.lab.kinds import bird, exabgp, frr, gobgp, host, ours
 
-    if node.kind == "frr":
-        return frr.FrrNode(plan, node, runtime, workdir)
+    routers: dict[str, type[frr.FrrNode | bird.BirdNode | gobgp.GobgpNode | exabgp.ExabgpNode]] = {
+        "frr": frr.FrrNode, "bird": bird.BirdNode, "gobgp": gobgp.GobgpNode, "exabgp": exabgp.ExabgpNode,
+    }
+    if node.kind in routers:
+        return routers[node.kind](plan, node, runtime, workdir)
     if node.kind in ("msee", "gateway"):
         return ours.OurNode(plan, node, runtime, workdir)
     if node.kind == "host":
         return host.HostNode(node)
-    raise ConfigCheckError(f"node {node.name}: kind {node.kind!r} cannot run in a lab yet; supported: frr, host")
+    known = ", ".join([*routers, "msee", "gateway", "host"])
+    raise ConfigCheckError(f"node {node.name}: kind {node.kind!r} cannot run in a lab; known kinds: {known}")

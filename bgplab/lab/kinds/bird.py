@@ -1,0 +1,373 @@
+"""BIRD 2 as a lab router: one `bird` in the node's namespace, writing its kernel FIB.
+
+Each node's BIRD is a private instance: its working directory in the lab's state holds the
+config, the pid file, the control socket (`bird.ctl`, which `birdc -s` talks to) and the log,
+so any number of nodes, and a system BIRD, run side by side. The config BIRD runs is a short
+preamble of ours (log file, state-change tracing, protocol time format) that includes the
+node's config: the user's own file (copied, and checked first with `bird -p`, so an error names
+the user's file and line) or one generated from the topology's intent by `render_intent`.
+
+A generated config programs the kernel like FRR's does: a kernel protocol per family exports
+every route BIRD selects (BGP routes, and the blackhole routes of the announced prefixes) but the
+connected ones; the device protocol tracks interfaces; the direct protocol gives BIRD the
+connected subnets (for the recursive next hops of iBGP routes; the kernel has them already, so
+they are the one thing not exported to it); and a BFD protocol runs the MSEE's 300 ms x 3 when
+any neighbour asks for BFD (single hop: an iBGP neighbour with BFD is taken as directly
+connected, as FRR does). So packets flow through a BIRD CE exactly as through an FRR one.
+
+`flaps` counts the sessions that went down after being up, from the state changes traced in
+BIRD's log; BIRD keeps no such counter itself.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from bgplab.lab import system
+from bgplab.lab.kinds import ConfigCheckError
+from bgplab.lab.plan import LabPlan, Node
+from bgplab.lab.runtime.netns import NetnsRuntime
+
+MSEE_BFD = (300, 300, 3)
+START_TIMEOUT = 20.0
+_STATES = {"established": "established", "idle": "idle", "connect": "connect", "active": "active",
+           "opensent": "opensent", "openconfirm": "openconfirm"}
+_BFD_STATES = {"up": "up", "down": "down", "init": "init", "admindown": "admindown"}
+_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+def check_config(path: Path) -> None:
+    """BIRD's own parser (`bird -p`), so a typo is reported, with its line, before anything starts."""
+    proc = system.run(["bird", "-p", "-c", str(path)], check=False)
+    if proc.returncode != 0:
+        problems = [line.strip() for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+        raise ConfigCheckError(f"{path}: BIRD refuses this config:\n  " + "\n  ".join(problems))
+
+
+def protocol_name(address: str) -> str:
+    """The BGP protocol of a neighbour in a generated config: `bgp_` and the address as a symbol."""
+    return "bgp_" + re.sub(r"[^0-9A-Za-z]", "_", str(ipaddress.ip_address(address)))
+
+
+class BirdNode:
+    def __init__(self, plan: LabPlan, node: Node, runtime: NetnsRuntime, workdir: Path) -> None:
+        self.plan = plan
+        self.node = node
+        self.runtime = runtime
+        self.workdir = workdir
+        self.key = node.namespaces[0]
+        self.socket = workdir / "bird.ctl"
+        self.log = workdir / "bird.log"
+
+    # ---- config
+
+    def config_text(self) -> str:
+        spec = self.node.spec
+        if "config" in spec:
+            return Path(spec["config"]).read_text()
+        return render_intent(self.node.name, spec.get("intent", {}), self.plan.profile)
+
+    def preamble(self, included: Path) -> str:
+        return "\n".join([
+            "# bgplab's preamble: its own log and time format, then the node's config",
+            f'log "{self.log}" all;',
+            "debug protocols { states };",
+            "timeformat protocol iso long ms;",
+            f'include "{included}";',
+            "",
+        ])
+
+    # ---- lifecycle
+
+    def start(self) -> None:
+        d = self.workdir
+        d.mkdir(parents=True, exist_ok=True)
+        if "config" in self.node.spec:
+            check_config(Path(self.node.spec["config"]))  # the user's own file: its name and line in any error
+        node_conf = d / "node.conf"
+        node_conf.write_text(self.config_text())
+        config = d / "bird.conf"
+        config.write_text(self.preamble(node_conf))
+        check_config(config)
+        with open(d / "bird.out", "wb") as out:
+            proc = self.runtime.popen(
+                self.key, ["bird", "-f", "-c", str(config), "-s", str(self.socket), "-P", str(d / "bird.pid")],
+                node=self.node.name, what="bird", stdout=out, stderr=subprocess.STDOUT, cwd=d)
+        deadline = time.monotonic() + START_TIMEOUT
+        while "Daemon is up and running" not in self.birdc_raw("show", "status").stdout:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{self.node.name}: BIRD did not start: {self._log_tail()}")
+            time.sleep(0.05)
+
+    def _log_tail(self, lines: int = 8) -> str:
+        texts = []
+        for path in (self.workdir / "bird.out", self.log):
+            if path.exists():
+                texts += path.read_text(errors="replace").strip().splitlines()[-lines:]
+        return "\n".join(texts).strip() or "no log"
+
+    def _pid(self) -> int | None:
+        try:
+            return int((self.workdir / "bird.pid").read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def healthy(self) -> str | None:
+        pid = self._pid()
+        if pid is None:
+            return f"BIRD is not running (its pid file is gone): {self._log_tail()}"
+        if not system.alive(pid):
+            return f"BIRD exited: {self._log_tail()}"
+        return None
+
+    def stop(self) -> None:
+        pid = self._pid()
+        if pid is not None:
+            system.kill_pids([pid])
+
+    # ---- queries
+
+    def birdc_raw(self, *command: str) -> subprocess.CompletedProcess[str]:
+        # The control socket is a file in the node's directory: birdc needs no namespace to reach it.
+        return system.run(["birdc", "-s", str(self.socket), *command], check=False)
+
+    def birdc(self, *command: str) -> str:
+        proc = self.birdc_raw(*command)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{self.node.name}: birdc {' '.join(command)}: {(proc.stdout + proc.stderr).strip()}")
+        return proc.stdout
+
+    def sessions(self) -> list[dict[str, Any]]:
+        bfd = parse_bfd_sessions(self.birdc_raw("show", "bfd", "sessions").stdout)  # none without a BFD protocol
+        flaps = count_flaps(self.log.read_text(errors="replace") if self.log.exists() else "")
+        rows = []
+        for proto in parse_protocols(self.birdc("show", "protocols", "all")):
+            if proto["proto"] != "BGP" or "neighbor" not in proto:
+                continue
+            state = _STATES.get(proto.get("bgp_state", "").lower(), "idle")
+            rows.append({
+                "node": self.node.name,
+                "peering": None,
+                "neighbor": proto["neighbor"],
+                "role": "ibgp" if proto.get("local_as") == proto.get("remote_as") else "ebgp",
+                "local_as": proto.get("local_as"),
+                "remote_as": proto.get("remote_as"),
+                "state": state,
+                "uptime": _uptime(proto["since"]) if state == "established" else None,
+                "received": proto["imported"] + proto["filtered"],
+                "accepted": proto["imported"],
+                "advertised": proto["exported"],
+                "bfd": bfd.get(proto["neighbor"]),
+                "flaps": flaps.get(proto["name"], 0),
+            })
+        return sorted(rows, key=lambda r: _address_key(r["neighbor"]))
+
+    def routes(self, family: str = "ipv4", **options: Any) -> list[dict[str, Any]]:
+        if family not in ("ipv4", "ipv6"):
+            raise ValueError(f"family {family!r}: expected ipv4 or ipv6")
+        bgp = [p for p in parse_protocols(self.birdc("show", "protocols", "all")) if p["proto"] == "BGP"
+               and "neighbor" in p]
+        peers = {p["name"]: p["neighbor"] for p in bgp}
+        ibgp = {p["name"] for p in bgp if p.get("local_as") == p.get("remote_as")}
+        net_type = "NET_IP4" if family == "ipv4" else "NET_IP6"
+        text = self.birdc("show", "route", "all", "where",
+                          f"(source = RTS_BGP || source = RTS_STATIC) && net.type = {net_type}")
+        rows = []
+        for prefix, proto, best, attrs in parse_routes(text):
+            from_bgp = proto in peers
+            hop = attrs.get("BGP.next_hop", "").split()
+            rows.append({
+                "network": prefix,
+                "next_hop": hop[0] if hop and from_bgp else "",
+                "path": " ".join(re.findall(r"\d+", attrs.get("BGP.as_path", ""))),
+                "origin": attrs.get("BGP.origin", "IGP").lower(),
+                "med": int(attrs["BGP.med"]) if "BGP.med" in attrs else None,
+                # BIRD gives eBGP routes a local preference on import; it is only a BGP attribute on iBGP.
+                "local_pref": int(attrs["BGP.local_pref"]) if "BGP.local_pref" in attrs and proto in ibgp else None,
+                "communities": [f"{a}:{b}" for a, b in re.findall(r"\((\d+),\s*(\d+)\)",
+                                                                  attrs.get("BGP.community", ""))],
+                "large_communities": [f"{a}:{b}:{c}" for a, b, c in re.findall(
+                    r"\((\d+),\s*(\d+),\s*(\d+)\)", attrs.get("BGP.large_community", ""))],
+                "family": f"{family}-unicast",
+                "source": peers[proto] if from_bgp else "local",
+                "best": best,
+            })
+        return sorted(rows, key=lambda r: (ipaddress.ip_network(r["network"]), not r["best"]))
+
+
+# ---- parsing birdc's text (BIRD 2 has no JSON output)
+
+
+def parse_protocols(text: str) -> list[dict[str, Any]]:
+    """`show protocols all`: per protocol its name, type, state, since, and for BGP the neighbour,
+    the ASNs, the BGP state and the route counts summed over its channels."""
+    protocols: list[dict[str, Any]] = []
+    header = re.compile(r"^(\S+)\s+(\S+)\s+(\S+)\s+(up|down|start|stop|flush)\s+(\S+(?: \d\d:\d\d:\d\d\S*)?)")
+    for line in text.splitlines():
+        match = header.match(line)
+        if match and match.group(1) != "Name":
+            protocols.append({"name": match.group(1), "proto": match.group(2), "state": match.group(4),
+                              "since": match.group(5), "imported": 0, "filtered": 0, "exported": 0})
+            continue
+        if not protocols or not line.startswith(" "):
+            continue
+        current = protocols[-1]
+        name, _, value = line.strip().partition(":")
+        value = value.strip()
+        if name == "BGP state":
+            current["bgp_state"] = value
+        elif name == "Neighbor address":
+            current["neighbor"] = str(ipaddress.ip_address(value.split("%")[0]))
+        elif name == "Neighbor AS":
+            current["remote_as"] = int(value)
+        elif name == "Local AS":
+            current["local_as"] = int(value)
+        elif name == "Routes":
+            for count, what in re.findall(r"(\d+) (imported|filtered|exported)", value):
+                current[what] += int(count)
+    return protocols
+
+
+def parse_bfd_sessions(text: str) -> dict[str, str]:
+    """`show bfd sessions`: the state of each BFD session, by neighbour address."""
+    states = {}
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) >= 3:
+            try:
+                address = str(ipaddress.ip_address(fields[0]))
+            except ValueError:
+                continue
+            state = _BFD_STATES.get(fields[2].lower())
+            if state:
+                states[address] = state
+    return states
+
+
+def parse_routes(text: str) -> Iterator[tuple[str, str, bool, dict[str, str]]]:
+    """`show route all`: (prefix, protocol, best, attributes) per path.
+
+    A path's header names the prefix at column 0, or is indented when it is another path of the
+    prefix above; attribute lines are tab-indented `Name: value`.
+    """
+    blocks: list[tuple[str, str, bool, dict[str, str]]] = []
+    prefix = ""
+    for line in text.splitlines():
+        header = re.match(r"^(\S+)?\s+\w+ \[(\S+) [^\]]*\]( \*)?", line)
+        if header and not line.startswith("\t"):
+            if header.group(1) and "/" not in header.group(1):
+                continue
+            prefix = header.group(1) or prefix
+            blocks.append((str(ipaddress.ip_network(prefix)), header.group(2), bool(header.group(3)), {}))
+        elif blocks and line.startswith("\t") and ": " in line:
+            name, _, value = line.strip().partition(": ")
+            blocks[-1][3][name] = value
+    yield from blocks
+
+
+def count_flaps(log: str) -> dict[str, int]:
+    """Per protocol, how often it left state `up`, from the `State changed to ...` lines of BIRD's log."""
+    flaps: dict[str, int] = {}
+    last: dict[str, str] = {}
+    for name, state in re.findall(r"\b(\S+): State changed to (\w+)", log):
+        if last.get(name) == "up" and state != "up":
+            flaps[name] = flaps.get(name, 0) + 1
+        last[name] = state
+    return flaps
+
+
+def _uptime(since: str) -> float | None:
+    try:
+        when = datetime.strptime(since[:19], _TIME_FORMAT)
+    except ValueError:
+        return None
+    return round(max(0.0, (datetime.now() - when).total_seconds()), 3)
+
+
+def _address_key(address: str) -> tuple[int, int]:
+    ip = ipaddress.ip_address(address)
+    return ip.version, int(ip)
+
+
+# ---- generated configs
+
+
+def _string(text: str) -> str:
+    """A BIRD string: BIRD has no escapes, so one holds anything but a double quote or a line break."""
+    return f'"{text}"'
+
+
+def _check_md5(name: str, neighbors: list[dict[str, Any]]) -> None:
+    for n in neighbors:
+        if n.get("md5") and any(c in str(n["md5"]) for c in '"\n'):
+            raise ConfigCheckError(f"{name}: the MD5 password toward {n['address']} has a double quote or a line "
+                                   "break, which a BIRD config cannot hold; choose another")
+
+
+def render_intent(name: str, intent: dict[str, Any], profile: str) -> str:
+    """A BIRD config for a CE from the topology's intent: its MSEE sessions (BFD, MD5, prepend) and
+    any user neighbours, the prefixes it announces (each a blackhole static route, so that it is
+    announced even before the more specific connected routes exist: on-prem traffic still follows
+    those, by longest match), and the kernel protocols that put what BIRD selects in the FIB."""
+    asn = int(intent["asn"])
+    neighbors = intent.get("neighbors", [])
+    announce = intent.get("announce", [])
+    fast = profile == "fast"
+    _check_md5(name, neighbors)
+    lines = [f"# BIRD config of {name}, generated by bgplab from its topology's intent", ""]
+    if intent.get("router_id"):
+        lines.append(f"router id {intent['router_id']};")
+    lines += [
+        "protocol device { scan time 10; }",
+        "protocol direct { ipv4; ipv6; }",
+        # Everything BIRD selects, but the connected routes: the kernel has those already.
+        "protocol kernel kernel4 { ipv4 { import none; export where source != RTS_DEVICE; }; }",
+        "protocol kernel kernel6 { ipv6 { import none; export where source != RTS_DEVICE; }; }",
+    ]
+    for family, version in (("ipv4", 4), ("ipv6", 6)):
+        lines.append(f"protocol static announce{version} {{")
+        lines.append(f"  {family};")
+        lines += [f"  route {p} blackhole;" for p in announce if ipaddress.ip_network(p).version == version]
+        lines.append("}")
+    if any(n.get("bfd") for n in neighbors):
+        tx, rx, mult = MSEE_BFD
+        lines += ["protocol bfd {",
+                  f'  interface "*" {{ min rx interval {rx} ms; min tx interval {tx} ms; multiplier {mult}; }};',
+                  "}"]
+    lines.append("")
+    for n in neighbors:
+        address = n["address"]
+        proto = protocol_name(address)
+        prepend = int(n.get("prepend") or 0)
+        lines += [f"filter {proto}_out {{",
+                  "  if !(source = RTS_STATIC || source = RTS_BGP) then reject;",
+                  "  if source = RTS_STATIC then bgp_origin = ORIGIN_IGP;"]
+        lines += [f"  bgp_path.prepend({asn});"] * prepend
+        lines += ["  accept;", "}"]
+        local = f"local {n['local_address']} as {asn}" if n.get("local_address") else f"local as {asn}"
+        lines += [f"protocol bgp {proto} {{", f"  description {_string(str(n.get('role') or 'user'))};",
+                  f"  {local};", f"  neighbor {address} as {int(n['asn'])};"]
+        if fast:
+            lines += ["  hold time 9; keepalive time 3;",
+                      "  connect delay time 1; connect retry time 1; error wait time 1, 5;"]
+        if n.get("md5"):
+            lines.append(f"  password {_string(str(n['md5']))};")
+        ibgp = int(n["asn"]) == asn
+        if n.get("bfd"):
+            if ibgp:  # BIRD takes iBGP as multihop; BFD here is single hop, to a directly connected peer
+                lines.append("  direct;")
+            lines.append("  bfd on;")
+        for family in n.get("families", ["ipv4"]):
+            options = ["import all;", f"export filter {proto}_out;"]
+            if ibgp:
+                options.append("next hop self;")
+            lines.append(f"  {family} {{ {' '.join(options)} }};")
+        lines += ["}", ""]
+    return "\n".join(lines)

@@ -1,0 +1,450 @@
+"""ExaBGP as a lab router: one `exabgp server` in the node's namespace. Control plane only.
+
+ExaBGP has no RIB and no FIB: it announces what its config (its static routes) says and reports
+what it receives, but never installs a route in the kernel, never selects among received paths
+and never passes a route on to another neighbour. A lab with an ExaBGP CE has real sessions and
+real routes, but packets are not forwarded along what it learned: use FRR or BIRD where traffic
+must flow. For the same reason next-hop-self toward iBGP neighbours holds by construction (ExaBGP
+only announces its own routes, with its own address as next hop).
+
+Each node's ExaBGP is a private instance: its working directory in the lab's state holds the
+config, an environment file (root without dropping privileges, no CLI pipes, no global listening
+socket: a system ExaBGP or another node is never touched), the pid file and the log. ExaBGP has
+no query interface of its own here, so the config it runs is the node's config (the user's own
+file, checked first with `exabgp validate`, so an error names the user's file and line; or one
+generated from the topology's intent by `render_intent`) with one API process added: a tiny
+helper that appends every JSON message ExaBGP sends it (neighbour state changes, updates
+received and sent) to `messages.jsonl`, which `sessions()` and `routes()` replay.
+
+ExaBGP reports only "connected" (shown as opensent), "up" (established) and "down" (idle),
+never connect/active. It retries a failed connection with its own backoff (1 s, growing to
+60 s); there is no setting for it. The keepalive is always a third of the hold time.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bgplab.lab import system
+from bgplab.lab.kinds import ConfigCheckError
+from bgplab.lab.plan import LabPlan, Node
+from bgplab.lab.runtime.netns import NetnsRuntime
+
+START_TIMEOUT = 30.0
+API_PROCESS = "bgplab-api"
+_STATES = {"connected": "opensent", "up": "established", "down": "idle"}
+_HELPER = """\
+import sys
+with open(sys.argv[1], "a") as out:
+    for line in sys.stdin:
+        out.write(line)
+        out.flush()
+"""
+_ENV = """\
+[exabgp.daemon]
+user = 'root'
+drop = false
+daemonize = false
+pid = ''
+
+[exabgp.api]
+cli = false
+ack = false
+
+[exabgp.tcp]
+bind = ''
+
+[exabgp.log]
+destination = 'stdout'
+"""
+_NEIGHBOR = re.compile(r"^\s*neighbor\s+(\S+)\s*\{")
+
+
+def exabgp_program() -> str:
+    """The `exabgp` of this Python environment (a venv's bin is not always on PATH), else PATH's."""
+    beside = Path(sys.executable).parent / "exabgp"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("exabgp")
+    if found is None:
+        raise RuntimeError("exabgp is not installed (pip install exabgp)")
+    return found
+
+
+def check_config(path: Path, shown: Path | None = None) -> None:
+    """ExaBGP's own parser (`exabgp validate`); the error names `shown` (default: path) and the line.
+
+    ExaBGP numbers lines without the comments and blank ones and echoes the line it refused as
+    tokens; the line number reported is the one of the file, found from those tokens."""
+    proc = system.run([exabgp_program(), "validate", str(path)], check=False, timeout=60)
+    if proc.returncode == 0:
+        return
+    problems = []
+    for line in (proc.stdout + proc.stderr).splitlines():
+        text = re.sub(r"^(configuration|error:)\s+", "", line.strip()).strip()
+        if text and text != "configuration" and text not in problems and not text.startswith("loading "):
+            problems.append(text)
+    message = "\n  ".join(_file_line(path, p) for p in problems)
+    if shown is not None:
+        message = message.replace(str(path), str(shown))
+    raise ConfigCheckError(f"{shown or path}: ExaBGP refuses this config:\n  {message}")
+
+
+def _file_line(path: Path, problem: str) -> str:
+    match = re.fullmatch(r"line (\d+): (.*)", problem)
+    if not match:
+        return problem
+    wanted = re.sub(r"\s+", "", match[2])
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return problem
+    for number, line in enumerate(lines, start=1):
+        if re.sub(r"\s+", "", line.split("#", 1)[0]) == wanted:
+            return f"line {number}: {line.strip()}"
+    return problem
+
+
+@dataclass
+class _Feed:
+    """What the message log said so far; read incrementally, so a query stays cheap."""
+
+    offset: int = 0
+    states: dict[str, str] = field(default_factory=dict)
+    since: dict[str, float] = field(default_factory=dict)
+    flaps: dict[str, int] = field(default_factory=dict)
+    asns: dict[str, tuple[int | None, int | None]] = field(default_factory=dict)
+    received: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    sent: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+
+
+class ExabgpNode:
+    def __init__(self, plan: LabPlan, node: Node, runtime: NetnsRuntime, workdir: Path) -> None:
+        self.plan = plan
+        self.node = node
+        self.runtime = runtime
+        self.workdir = workdir
+        self.key = node.namespaces[0]
+        self.messages = workdir / "messages.jsonl"
+        self.log = workdir / "exabgp.log"
+        self._feed = _Feed()
+
+    # ---- config
+
+    def intent(self) -> dict[str, Any]:
+        """The node's intent, with the local address of each neighbour that has none filled in from
+        the plan (ExaBGP listens on it): the node's address on the neighbour's subnet."""
+        intent: dict[str, Any] = json.loads(json.dumps(dict(self.node.spec.get("intent", {}))))
+        mine = [ipaddress.ip_interface(cidr) for key in self.node.namespaces
+                for _, cidr in self.plan.namespaces[key].addresses]
+        for n in intent.get("neighbors", []):
+            if not n.get("local_address"):
+                peer = ipaddress.ip_address(n["address"])
+                on_link = [i.ip for i in mine if i.version == peer.version and peer in i.network and i.ip != peer]
+                if on_link:
+                    n["local_address"] = str(on_link[0])
+        return intent
+
+    def config_text(self) -> str:
+        spec = self.node.spec
+        if "config" in spec:
+            return Path(spec["config"]).read_text()
+        return render_intent(self.node.name, self.intent(), self.plan.profile)
+
+    def with_api(self, text: str) -> str:
+        """The config with our API process, and an API block in every top-level neighbour for it."""
+        run = f"{sys.executable} {self.workdir / 'helper.py'} {self.messages}"
+        api = ("  api {name} {{ processes [ " + API_PROCESS + " ]; neighbor-changes; "
+               "receive {{ parsed; update; }} send {{ parsed; update; }} }}")  # a name per block: names are global
+        lines = ["# bgplab's API process: it records what ExaBGP tells it, for `bgplab status` and `routes`",
+                 f"process {API_PROCESS} {{", f"  run {run};", "  encoder json;", "}", ""]
+        depth = 0
+        blocks = 0
+        for line in text.splitlines():
+            lines.append(line)
+            if depth == 0 and _NEIGHBOR.match(line):
+                lines.append(api.format(name=f"{API_PROCESS}-{blocks}"))
+                blocks += 1
+            code = line.split("#", 1)[0]
+            depth += code.count("{") - code.count("}")
+        return "\n".join(lines) + "\n"
+
+    # ---- lifecycle
+
+    def start(self) -> None:
+        d = self.workdir
+        d.mkdir(parents=True, exist_ok=True)
+        if "config" in self.node.spec:
+            check_config(Path(self.node.spec["config"]))
+        node_conf = d / "node.conf"
+        node_conf.write_text(self.config_text())
+        check_config(node_conf)
+        (d / "helper.py").write_text(_HELPER)
+        (d / "exabgp.env").write_text(_ENV)
+        config = d / "exabgp.conf"
+        config.write_text(self.with_api(node_conf.read_text()))
+        check_config(config)
+        args = [exabgp_program(), "--env-file", str(d / "exabgp.env"), "server", str(config)]
+        with open(self.log, "wb") as out:
+            proc = self.runtime.popen(self.key, args, node=self.node.name, what="exabgp", stdout=out,
+                                      stderr=subprocess.STDOUT, cwd=d)
+        (d / "exabgp.pid").write_text(f"{proc.pid}\n")  # `ip netns exec` execs exabgp: the same pid
+        deadline = time.monotonic() + START_TIMEOUT
+        while not self.messages.exists():  # the helper opens it once ExaBGP has read its config
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{self.node.name}: ExaBGP did not start: {self._log_tail()}")
+            time.sleep(0.05)
+
+    def _log_tail(self, lines: int = 10) -> str:
+        if not self.log.exists():
+            return "no log"
+        return "\n".join(self.log.read_text(errors="replace").strip().splitlines()[-lines:]) or "no log"
+
+    def _pid(self) -> int | None:
+        try:
+            return int((self.workdir / "exabgp.pid").read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def healthy(self) -> str | None:
+        pid = self._pid()
+        if pid is None:
+            return "ExaBGP has no pid file"
+        if not system.alive(pid):
+            return f"ExaBGP exited: {self._log_tail()}"
+        return None
+
+    def stop(self) -> None:
+        pid = self._pid()
+        if pid is not None:
+            system.kill_pids([pid])  # its API helper ends with it (its stdin closes)
+
+    # ---- queries
+
+    def _read(self) -> _Feed:
+        feed = self._feed
+        if not self.messages.exists():
+            return feed
+        with open(self.messages, "rb") as f:
+            f.seek(feed.offset)
+            data = f.read()
+        complete = data[: data.rfind(b"\n") + 1]
+        feed.offset += len(complete)
+        for line in complete.decode(errors="replace").splitlines():
+            if line.startswith("{"):
+                try:
+                    apply_message(feed, json.loads(line))
+                except (ValueError, KeyError, TypeError):
+                    continue
+        return feed
+
+    def sessions(self) -> list[dict[str, Any]]:
+        feed = self._read()
+        configured = configured_neighbors(
+            (self.workdir / "node.conf").read_text() if (self.workdir / "node.conf").exists() else "")
+        rows = []
+        for address in sorted(set(configured) | set(feed.states), key=_address_key):
+            local_as, remote_as = feed.asns.get(address) or configured.get(address, (None, None))
+            state = feed.states.get(address, "idle")
+            since = feed.since.get(address)
+            received = len(feed.received.get(address, {}))
+            rows.append({
+                "node": self.node.name,
+                "peering": None,
+                "neighbor": address,
+                "role": "ibgp" if local_as is not None and local_as == remote_as else "ebgp",
+                "local_as": local_as,
+                "remote_as": remote_as,
+                "state": state,
+                "uptime": round(max(0.0, time.time() - since), 3) if state == "established" and since else None,
+                "received": received,
+                "accepted": received,
+                "advertised": len(feed.sent.get(address, {})),
+                "bfd": None,  # ExaBGP has no BFD
+                "flaps": feed.flaps.get(address, 0),
+            })
+        return rows
+
+    def routes(self, family: str = "ipv4", **options: Any) -> list[dict[str, Any]]:
+        """Received routes, and the node's own (what it sent, once per prefix, as `local`). ExaBGP has
+        no decision process: `best` is ours, an own route first, else the shortest AS path, then the
+        lowest neighbour address."""
+        if family not in ("ipv4", "ipv6"):
+            raise ValueError(f"family {family!r}: expected ipv4 or ipv6")
+        version = 4 if family == "ipv4" else 6
+        feed = self._read()
+        rows: list[dict[str, Any]] = []
+        own: dict[str, dict[str, Any]] = {}
+        for address in sorted(feed.sent, key=_address_key):
+            for prefix, route in feed.sent[address].items():
+                own.setdefault(prefix, {**route, "next_hop": "", "path": "", "source": "local"})
+        rows += own.values()
+        for address in sorted(feed.received, key=_address_key):
+            local_as, remote_as = feed.asns.get(address, (None, None))
+            ibgp = local_as is not None and local_as == remote_as
+            rows += [{**route, "local_pref": route["local_pref"] if ibgp else None}
+                     for route in feed.received[address].values()]
+        rows = [r for r in rows if ipaddress.ip_network(r["network"]).version == version]
+        rows.sort(key=lambda r: (ipaddress.ip_network(r["network"]), r["source"] != "local",
+                                 len(r["path"].split()), _address_key(r["source"]) if r["source"] != "local"
+                                 else (0, 0)))
+        seen: set[str] = set()
+        for row in rows:
+            row["family"] = f"{family}-unicast"
+            row["best"] = row["network"] not in seen
+            seen.add(row["network"])
+        return rows
+
+
+# ---- ExaBGP's JSON messages
+
+
+def apply_message(feed: _Feed, msg: dict[str, Any]) -> None:
+    """One message of the API feed: a neighbour state change, or an update received or sent."""
+    neighbor = msg.get("neighbor", {})
+    peer = str(ipaddress.ip_address(neighbor.get("address", {}).get("peer", "0.0.0.0")))
+    asn = neighbor.get("asn", {})
+    if asn:
+        feed.asns[peer] = (asn.get("local"), asn.get("peer"))
+    if msg.get("type") == "state":
+        state = _STATES.get(str(neighbor.get("state", "")), "idle")
+        if feed.states.get(peer) == "established" and state != "established":
+            feed.flaps[peer] = feed.flaps.get(peer, 0) + 1
+        if state == "established":
+            feed.since[peer] = float(msg.get("time") or time.time())
+        else:
+            feed.received.pop(peer, None)  # the session's routes go with it
+            feed.sent.pop(peer, None)
+        feed.states[peer] = state
+        return
+    update = neighbor.get("message", {}).get("update")
+    if msg.get("type") != "update" or not update:
+        return
+    rib = (feed.sent if neighbor.get("direction") == "send" else feed.received).setdefault(peer, {})
+    for nlris in update.get("withdraw", {}).values():
+        for nlri in nlris:
+            rib.pop(str(ipaddress.ip_network(_nlri(nlri))), None)
+    attrs = update.get("attribute", {})
+    for by_hop in update.get("announce", {}).values():
+        for hop, nlris in by_hop.items():
+            for nlri in nlris:
+                prefix = str(ipaddress.ip_network(_nlri(nlri)))
+                rib[prefix] = _route(prefix, peer, hop, attrs)
+
+
+def _nlri(entry: Any) -> str:
+    return str(entry["nlri"] if isinstance(entry, dict) else entry)
+
+
+def _route(prefix: str, peer: str, hop: str, attrs: dict[str, Any]) -> dict[str, Any]:
+    as_path = attrs.get("as-path", [])
+    if isinstance(as_path, dict):  # ExaBGP 5: {"0": {"element": "as-sequence", "value": [...]}}
+        as_path = [asn for seg in as_path.values() for asn in seg.get("value", [])]
+    return {
+        "network": prefix,
+        "next_hop": hop.split()[0] if hop and hop != "null" else "",
+        "path": " ".join(str(a) for a in as_path),
+        "origin": str(attrs.get("origin", "igp")).lower(),
+        "med": attrs.get("med"),
+        "local_pref": attrs.get("local-preference"),
+        "communities": [f"{a}:{b}" for a, b in attrs.get("community", [])],
+        "large_communities": [f"{a}:{b}:{c}" for a, b, c in attrs.get("large-community", [])],
+        "family": "",
+        "source": peer,
+        "best": False,
+    }
+
+
+def configured_neighbors(text: str) -> dict[str, tuple[int | None, int | None]]:
+    """The top-level neighbours of a config, with (local-as, peer-as) where the block says them."""
+    found: dict[str, tuple[int | None, int | None]] = {}
+    depth = 0
+    current: str | None = None
+    asns: dict[str, int] = {}
+    for line in text.splitlines():
+        code = line.split("#", 1)[0]
+        match = _NEIGHBOR.match(code)
+        if depth == 0 and match:
+            try:
+                current = str(ipaddress.ip_address(match[1]))
+            except ValueError:
+                current = None
+            asns = {}
+        elif current and depth == 1:
+            setting = re.match(r"\s*(local-as|peer-as)\s+(\d+)\s*;", code)
+            if setting:
+                asns[setting[1]] = int(setting[2])
+        depth += code.count("{") - code.count("}")
+        if current and depth == 0:
+            found[current] = (asns.get("local-as"), asns.get("peer-as"))
+            current = None
+    return found
+
+
+def _address_key(address: str) -> tuple[int, int]:
+    ip = ipaddress.ip_address(address)
+    return ip.version, int(ip)
+
+
+# ---- generated configs
+
+
+def _string(text: str) -> str:
+    """An ExaBGP string: ExaBGP has no escapes, so one holds anything but quotes or a line break."""
+    return f'"{text}"'
+
+
+def render_intent(name: str, intent: dict[str, Any], profile: str) -> str:
+    """An ExaBGP config for a CE from the topology's intent: a neighbour block per MSEE session and
+    user neighbour (MD5, the node's address on the link as local address: ExabgpNode fills it in
+    for user neighbours, and one that announces cannot do without), each
+    announcing the node's prefixes of its families as static routes with next-hop self. ExaBGP
+    sends an AS path as written, so the node's ASN is written in front on eBGP sessions, plus
+    `prepend` more copies. BFD is not rendered: ExaBGP has none, and the MSEE keeps the session
+    on BGP timers alone."""
+    asn = int(intent["asn"])
+    router_id = intent.get("router_id")
+    lines = [f"# ExaBGP config of {name}, generated by bgplab from its topology's intent", ""]
+    for n in intent.get("neighbors", []):
+        if n.get("md5") and any(c in str(n["md5"]) for c in "\"'\n"):
+            raise ConfigCheckError(f"{name}: the MD5 password toward {n['address']} has a quote or a line break, "
+                                   "which an ExaBGP config cannot hold; choose another")
+        families = n.get("families", ["ipv4"])
+        lines += [f"neighbor {n['address']} {{", f"  description {_string(str(n.get('role') or 'user'))};"]
+        if router_id:
+            lines.append(f"  router-id {router_id};")
+        if n.get("local_address"):
+            lines += [f"  local-address {n['local_address']};", "  listen 179;"]
+        lines += [f"  local-as {asn};", f"  peer-as {int(n['asn'])};", "  passive false;"]
+        if profile == "fast":
+            lines.append("  hold-time 9;")  # ExaBGP's keepalive is a third of it: 3
+        if n.get("md5"):
+            lines.append(f"  md5-password {_string(str(n['md5']))};")
+        lines.append("  family {")
+        lines += [f"    {family} unicast;" for family in families]
+        lines.append("  }")
+        # n["bfd"] is ignored: ExaBGP has no BFD.
+        path = [asn] * (int(n.get("prepend") or 0) + (0 if int(n["asn"]) == asn else 1))
+        routes = [p for p in intent.get("announce", []) if f"ipv{ipaddress.ip_network(p).version}" in families]
+        if routes and not n.get("local_address"):
+            raise ConfigCheckError(f"{name}: ExaBGP announces with next-hop self, which needs its own address toward "
+                                   f"{n['address']}, and none is known (the neighbour is on none of {name}'s subnets)")
+        if routes:
+            lines.append("  static {")
+            for prefix in routes:
+                route = f"    route {prefix} next-hop self origin igp"
+                if path:
+                    route += f" as-path [ {' '.join(map(str, path))} ]"
+                lines.append(route + ";")
+            lines.append("  }")
+        lines += ["}", ""]
+    return "\n".join(lines)

@@ -1,0 +1,302 @@
+"""GoBGP as a lab router: one `gobgpd` in the node's namespace. Control plane only.
+
+gobgpd writes no kernel FIB by itself (it would need a zebra to talk to, and a lab node has
+none), so the routes it learns never reach the node's kernel: a lab with a GoBGP CE has real
+sessions, real routes and real policies, but packets are not forwarded along what it learned.
+Use FRR or BIRD where traffic must flow.
+
+Each node's gobgpd is a private instance: its working directory in the lab's state holds the
+config, the pid file, the gRPC API on a unix socket (`api.sock`, which `gobgp --target` talks
+to; never the default TCP port 50051, so a system gobgpd or another node is never reached) and
+the log. The config is the user's own file (TOML, or YAML/JSON by its extension; checked first
+with `gobgpd --dry-run`, so an error names the user's file) or one generated from the topology's
+intent by `render_intent`. A GoBGP config file holds no routes: the announced prefixes of the
+intent are added through the API once gobgpd is up (a user's config announces nothing by
+itself).
+
+Timers: the `fast` profile asks for keepalive 3 / hold 9 and a connect retry of 1 s, but gobgpd
+3 retries no faster than every 5 s (its floor), so a session it must open itself can take up to
+5 s; and after an administrative `reset` it idles 30 s (this version does not take
+`idle-hold-time-after-reset` from the file). `flaps` counts established sessions that went down,
+from gobgpd's log; GoBGP's own `flops` counts only sessions that lasted under 30 s.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from bgplab.lab import system
+from bgplab.lab.kinds import ConfigCheckError
+from bgplab.lab.plan import LabPlan, Node
+from bgplab.lab.runtime.netns import NetnsRuntime
+
+START_TIMEOUT = 20.0
+_STATES = dict(enumerate(("idle", "connect", "active", "opensent", "openconfirm", "established"), start=1))
+"""The API's SessionState enum (0 is UNKNOWN)."""
+_ORIGINS = {0: "igp", 1: "egp", 2: "incomplete"}
+_CONFIG_TYPES = {".yaml": "yaml", ".yml": "yaml", ".json": "json"}
+
+
+def config_type(path: Path) -> str:
+    return _CONFIG_TYPES.get(path.suffix.lower(), "toml")
+
+
+def check_config(path: Path, shown: Path | None = None) -> None:
+    """gobgpd's own reading of the file (`--dry-run`); the error names `shown` (default: path)."""
+    proc = system.run(["gobgpd", "--dry-run", "-f", str(path), "-t", config_type(path)], check=False, timeout=30)
+    if proc.returncode == 0:
+        return
+    problems = []
+    for line in (proc.stdout + proc.stderr).splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            problems.append(line)
+            continue
+        text = str(entry.get("Error") or entry.get("msg") or line)
+        place = re.search(r"\((\d+), (\d+)\)", text)  # TOML syntax errors: (line, column)
+        if place:
+            text = f"line {place[1]}, column {place[2]}: {text}"
+        problems.append(text)
+    raise ConfigCheckError(f"{shown or path}: GoBGP refuses this config:\n  " + "\n  ".join(problems))
+
+
+class GobgpNode:
+    def __init__(self, plan: LabPlan, node: Node, runtime: NetnsRuntime, workdir: Path) -> None:
+        self.plan = plan
+        self.node = node
+        self.runtime = runtime
+        self.workdir = workdir
+        self.key = node.namespaces[0]
+        self.socket = workdir / "api.sock"
+        self.log = workdir / "gobgpd.log"
+
+    # ---- config
+
+    def config_path(self) -> Path:
+        user = self.node.spec.get("config")
+        return self.workdir / ("gobgpd" + (Path(user).suffix if user else ".toml"))
+
+    def config_text(self) -> str:
+        spec = self.node.spec
+        if "config" in spec:
+            return Path(spec["config"]).read_text()
+        return render_intent(self.node.name, spec.get("intent", {}), self.plan.profile)
+
+    # ---- lifecycle
+
+    def start(self) -> None:
+        d = self.workdir
+        d.mkdir(parents=True, exist_ok=True)
+        if "config" in self.node.spec:
+            check_config(Path(self.node.spec["config"]))
+        config = self.config_path()
+        config.write_text(self.config_text())
+        check_config(config)
+        args = ["gobgpd", "-f", str(config), "-t", config_type(config), "--log-plain", "--log-level", "info",
+                "--pprof-disable", "--api-hosts", f"unix://{self.socket}"]
+        with open(self.log, "wb") as out:
+            proc = self.runtime.popen(self.key, args, node=self.node.name, what="gobgpd", stdout=out,
+                                      stderr=subprocess.STDOUT, cwd=d)
+        (d / "gobgpd.pid").write_text(f"{proc.pid}\n")  # `ip netns exec` execs gobgpd: the same pid
+        deadline = time.monotonic() + START_TIMEOUT
+        while not (self.socket.exists() and '"asn"' in self.gobgp_raw("-j", "global").stdout):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{self.node.name}: gobgpd did not start: {self._log_tail()}")
+            time.sleep(0.05)
+        for prefix in self.node.spec.get("intent", {}).get("announce", []):
+            family = f"ipv{ipaddress.ip_network(prefix).version}"
+            self.gobgp("global", "rib", "add", prefix, "origin", "igp", "-a", family)
+
+    def _log_tail(self, lines: int = 10) -> str:
+        if not self.log.exists():
+            return "no log"
+        return "\n".join(self.log.read_text(errors="replace").strip().splitlines()[-lines:]) or "no log"
+
+    def _pid(self) -> int | None:
+        try:
+            return int((self.workdir / "gobgpd.pid").read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def healthy(self) -> str | None:
+        pid = self._pid()
+        if pid is None:
+            return "gobgpd has no pid file"
+        if not system.alive(pid):
+            return f"gobgpd exited: {self._log_tail()}"
+        return None
+
+    def stop(self) -> None:
+        pid = self._pid()
+        if pid is not None:
+            system.kill_pids([pid])
+
+    # ---- queries
+
+    def gobgp_raw(self, *args: str) -> subprocess.CompletedProcess[str]:
+        # The API socket is a file in the node's directory: the CLI needs no namespace to reach it.
+        return system.run(["gobgp", "--target", f"unix://{self.socket}", *args], check=False)
+
+    def gobgp(self, *args: str) -> str:
+        proc = self.gobgp_raw(*args)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{self.node.name}: gobgp {' '.join(args)}: {(proc.stdout + proc.stderr).strip()}")
+        return proc.stdout
+
+    def _json(self, *args: str) -> Any:
+        text = self.gobgp("-j", *args)
+        return json.loads(text) if text.strip() else None
+
+    def sessions(self) -> list[dict[str, Any]]:
+        flaps = count_flaps(self.log.read_text(errors="replace") if self.log.exists() else "")
+        rows = []
+        for listed in self._json("neighbor") or []:
+            address = listed.get("conf", {}).get("neighbor_address") or listed["state"]["neighbor_address"]
+            peer = self._json("neighbor", address) or listed  # one neighbour at a time: with its advertised count
+            if isinstance(peer, list):
+                peer = peer[0] if peer else listed
+            conf, state = peer.get("conf", {}), peer.get("state", {})
+            families = peer.get("afi_safis") or []
+            session = _STATES.get(int(state.get("session_state", 0)), "idle")
+            local_as, remote_as = conf.get("local_asn") or state.get("local_asn"), conf.get("peer_asn")
+            uptime = peer.get("timers", {}).get("state", {}).get("uptime")
+            rows.append({
+                "node": self.node.name,
+                "peering": None,
+                "neighbor": str(ipaddress.ip_address(address)),
+                "role": "ibgp" if local_as == remote_as else "ebgp",
+                "local_as": local_as,
+                "remote_as": remote_as,
+                "state": session,
+                "uptime": _uptime(uptime) if session == "established" else None,
+                "received": sum(int(f.get("state", {}).get("received", 0)) for f in families),
+                "accepted": sum(int(f.get("state", {}).get("accepted", 0)) for f in families),
+                "advertised": sum(int(f.get("state", {}).get("advertised", 0)) for f in families),
+                "bfd": None,  # GoBGP has no BFD
+                "flaps": flaps.get(str(ipaddress.ip_address(address)), 0),
+            })
+        return sorted(rows, key=lambda r: _address_key(r["neighbor"]))
+
+    def routes(self, family: str = "ipv4", **options: Any) -> list[dict[str, Any]]:
+        if family not in ("ipv4", "ipv6"):
+            raise ValueError(f"family {family!r}: expected ipv4 or ipv6")
+        ibgp = {r["neighbor"] for r in self.sessions() if r["role"] == "ibgp"}
+        rows = []
+        for prefix, paths in (self._json("global", "rib", "-a", family) or {}).items():
+            for path in paths:
+                attrs = {a["type"]: a for a in path.get("attrs", [])}
+                source = path.get("neighbor-ip") or ""
+                local = source in ("", "<nil>") or ipaddress.ip_address(source).is_unspecified
+                hop = attrs.get(3, {}).get("nexthop") or attrs.get(14, {}).get("nexthop") or ""
+                rows.append({
+                    "network": str(ipaddress.ip_network(prefix)),
+                    "next_hop": "" if local or ipaddress.ip_address(hop or "0.0.0.0").is_unspecified else hop,
+                    "path": " ".join(str(a) for seg in attrs.get(2, {}).get("as_paths", []) for a in seg["asns"]),
+                    "origin": _ORIGINS.get(int(attrs.get(1, {}).get("value", 0)), "incomplete"),
+                    "med": attrs[4]["metric"] if 4 in attrs else None,
+                    "local_pref": attrs[5]["value"] if 5 in attrs and source in ibgp else None,
+                    "communities": [f"{c >> 16}:{c & 0xFFFF}" for c in attrs.get(8, {}).get("communities", [])],
+                    "large_communities": [f"{c['ASN']}:{c['LocalData1']}:{c['LocalData2']}"
+                                          for c in attrs.get(32, {}).get("value", [])],
+                    "family": f"{family}-unicast",
+                    "source": "local" if local else str(ipaddress.ip_address(source)),
+                    "best": bool(path.get("best")),
+                })
+        return sorted(rows, key=lambda r: (ipaddress.ip_network(r["network"]), not r["best"]))
+
+
+def count_flaps(log: str) -> dict[str, int]:
+    """Per neighbour, how often an established session went down, from gobgpd's log. (GoBGP's own
+    `flops` counts only sessions that lasted under 30 s.)"""
+    flaps: dict[str, int] = {}
+    for line in log.splitlines():
+        match = re.search(r'msg="Peer Down" Key=(\S+)', line)
+        if match and "State=BGP_FSM_ESTABLISHED" in line:
+            address = str(ipaddress.ip_address(match[1].split("%")[0]))
+            flaps[address] = flaps.get(address, 0) + 1
+    return flaps
+
+
+def _uptime(value: Any) -> float | None:
+    """GoBGP reports when the session came up: {"seconds": since the epoch, "nanos": ...}."""
+    if isinstance(value, dict):
+        value = int(value.get("seconds", 0)) + int(value.get("nanos", 0)) / 1e9
+    if not value:
+        return None
+    return round(max(0.0, time.time() - float(value)), 3)
+
+
+def _address_key(address: str) -> tuple[int, int]:
+    ip = ipaddress.ip_address(address)
+    return ip.version, int(ip)
+
+
+# ---- generated configs
+
+
+def render_intent(name: str, intent: dict[str, Any], profile: str) -> str:
+    """A gobgpd TOML config for a CE from the topology's intent: its MSEE sessions (MD5, prepend)
+    and any user neighbours, with next-hop-self toward iBGP neighbours. BFD is not rendered:
+    GoBGP has none, and the MSEE keeps the session on BGP timers alone. The announced prefixes are
+    not in the file either (GoBGP configs hold no routes): GobgpNode adds them through the API."""
+    q = json.dumps  # a TOML basic string is a JSON string
+    asn = int(intent["asn"])
+    neighbors = intent.get("neighbors", [])
+    lines = [f"# gobgpd config of {name}, generated by bgplab from its topology's intent",
+             "[global.config]", f"  as = {asn}"]
+    if intent.get("router_id"):
+        lines.append(f"  router-id = {q(intent['router_id'])}")
+    lines += ["  port = 179", ""]
+    for n in neighbors:
+        lines += ["[[neighbors]]", "  [neighbors.config]", f"    neighbor-address = {q(n['address'])}",
+                  f"    peer-as = {int(n['asn'])}", f"    description = {q(str(n.get('role') or 'user'))}"]
+        if n.get("md5"):
+            lines.append(f"    auth-password = {q(str(n['md5']))}")
+        if profile == "fast":
+            lines += ["  [neighbors.timers.config]", "    hold-time = 9", "    keepalive-interval = 3",
+                      "    connect-retry = 1", "    idle-hold-time-after-reset = 1"]
+        if n.get("local_address"):
+            lines += ["  [neighbors.transport.config]", f"    local-address = {q(n['local_address'])}"]
+        for family in n.get("families", ["ipv4"]):
+            lines += ["  [[neighbors.afi-safis]]", "    [neighbors.afi-safis.config]",
+                      f"      afi-safi-name = {q(family + '-unicast')}"]
+        # n["bfd"] is ignored: GoBGP has no BFD.
+        lines.append("")
+    sets: list[tuple[str, list[str]]] = []
+    ibgp = [n["address"] for n in neighbors if int(n["asn"]) == asn]
+    if ibgp:
+        sets.append(("ibgp", ibgp))
+    prepends = sorted({int(n["prepend"]) for n in neighbors if n.get("prepend")})
+    for count in prepends:
+        sets.append((f"prepend-{count}", [n["address"] for n in neighbors if int(n.get("prepend") or 0) == count]))
+    for set_name, members in sets:
+        lines += ["[[defined-sets.neighbor-sets]]", f"  neighbor-set-name = {q(set_name)}",
+                  f"  neighbor-info-list = [{', '.join(q(a) for a in members)}]"]
+    # One export policy; its statements set no disposition, so each one that matches applies its
+    # action and evaluation goes on (the neighbour set of an export statement is the receiving peer).
+    lines += ["", "[[policy-definitions]]", f"  name = {q('bgplab-out')}"]
+    if ibgp:
+        lines += ["  [[policy-definitions.statements]]", '    name = "ibgp-next-hop-self"',
+                  "    [policy-definitions.statements.conditions.match-neighbor-set]", '      neighbor-set = "ibgp"',
+                  "    [policy-definitions.statements.actions.bgp-actions]", '      set-next-hop = "self"']
+    for count in prepends:
+        lines += ["  [[policy-definitions.statements]]", f"    name = {q(f'prepend-{count}')}",
+                  "    [policy-definitions.statements.conditions.match-neighbor-set]",
+                  f"      neighbor-set = {q(f'prepend-{count}')}",
+                  "    [policy-definitions.statements.actions.bgp-actions.set-as-path-prepend]",
+                  f"      as = {q(str(asn))}", f"      repeat-n = {count}"]
+    if not ibgp and not prepends:
+        return "\n".join(lines[: lines.index("[[policy-definitions]]") - 1]) + "\n"
+    lines += ["", "[global.apply-policy.config]", f"  export-policy-list = [{q('bgplab-out')}]",
+              '  default-export-policy = "accept-route"', '  default-import-policy = "accept-route"']
+    return "\n".join(lines) + "\n"
