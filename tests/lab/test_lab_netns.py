@@ -135,3 +135,16 @@ def test_topology_errors_exit_2_with_file_line_and_field(cli: Cli, tmp_path: Pat
     assert proc.returncode == 2
     assert f"{bad}:3: nodes.r1.kind:" in proc.stderr and "frr" in proc.stderr
     assert leftovers("bad") == {"namespaces": [], "processes": []}
+
+
+def test_a_broken_frr_config_is_refused_before_anything_runs(cli: Cli, tmp_path: Path) -> None:
+    (tmp_path / "r1.conf").write_text("frr defaults traditional\nrouter bgp 65010\n neighbor 10.0.0.2 remote-as\n")
+    topology = tmp_path / "broken.yaml"
+    topology.write_text(f"name: {unique('br')}\nnodes:\n  r1: {{kind: frr, config: r1.conf}}\n")
+    name = topology.read_text().split()[1]
+    proc = cli.run("up", str(topology), check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert f"{tmp_path / 'r1.conf'}: FRR refuses this config" in proc.stderr
+    assert "line 3: % Command incomplete" in proc.stderr
+    assert leftovers(name) == {"namespaces": [], "processes": []}
+    assert not (cli.state_dir / name).exists()

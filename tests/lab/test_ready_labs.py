@@ -38,6 +38,7 @@ def test_forced_tunnel_sends_azure_internet_traffic_on_premises_then_falls_back(
                            lambda: active(cli, name, "hub", "0.0.0.0/0")["nextHopType"] == "VirtualNetworkGateway")
         assert default
         assert hops(cli, name, "azure-vm", "203.0.113.2")[-2] == "192.168.100.129"  # out through ce1
+        assert pings(cli, name, "azure-vm", "10.1.1.10") and pings(cli, name, "onprem", "10.100.1.10")
         cli.run("exec", "--lab", name, "ce1", "--", "vtysh", "-c", "configure terminal", "-c", "router bgp 65010",
                 "-c", "address-family ipv4 unicast", "-c", "no network 0.0.0.0/0")
         wait_for("the internet route back", lambda: active(cli, name, "hub", "0.0.0.0/0")["nextHopType"] == "Internet")
