@@ -18,6 +18,8 @@ commands:
   effective-routes   a VNet's effective routes
   events    our nodes' session, route and fault events (--follow)
   exec      run a command in a node: bgplab exec NODE -- CMD
+  fail      break a link, node, daemon or session (restore undoes it)
+  restore   undo a fault, or all of them
   graph     a picture of a lab (SVG or Mermaid)
   export    the lab as a containerlab topology
   schema    the topology file's JSON schema
@@ -46,7 +48,8 @@ def _lab(name: str) -> Callable[[Sequence[str]], int]:
     return run
 
 
-LAB_COMMANDS = ("up", "down", "status", "routes", "effective-routes", "events", "exec", "graph", "export", "schema")
+LAB_COMMANDS = ("up", "down", "status", "routes", "effective-routes", "events", "exec", "fail", "restore", "graph",
+                "export", "schema")
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "speak": _speak,
     "node": _node,

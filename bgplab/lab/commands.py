@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from bgplab.expressroute import control
-from bgplab.lab import export, graph
+from bgplab.lab import export, graph, system
+from bgplab.lab.faults import BGP_MODES, Fault, FaultError, Faults
+from bgplab.lab.faults import KINDS as FAULT_KINDS
 from bgplab.lab.kinds import ConfigCheckError
 from bgplab.lab.kinds.ours import OurNode
 from bgplab.lab.lab import Lab, LabError
@@ -125,12 +127,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     lab = Lab.open(args.lab)
     sessions = lab.sessions()
     problems = {name: p for name in sorted(lab.plan.nodes) if (p := lab.node(name).healthy())}
-    data = {"lab": lab.plan.name, "profile": lab.plan.profile, "state": lab.state.status(),
+    active = [f.key() for f in Faults(lab).active()]
+    data = {"lab": lab.plan.name, "profile": lab.plan.profile, "state": lab.state.status(), "faults": active,
             "nodes": {n: {"kind": lab.plan.nodes[n].kind, "problem": problems.get(n)} for n in sorted(lab.plan.nodes)},
             "sessions": sessions}
     text = f"lab {lab.plan.name} ({lab.plan.profile}): {lab.state.status()}\n{_table(sessions, SESSION_COLUMNS)}"
     for name, problem in problems.items():
         text += f"\n{name}: {problem}"
+    if active:
+        text += "\nfaults in force: " + ", ".join(active)
     _out(args, data, text)
     return EXIT_NOT_READY if problems else EXIT_OK
 
@@ -201,6 +206,32 @@ def cmd_exec(args: argparse.Namespace) -> int:
         raise LabError("nothing to run: bgplab exec NODE -- COMMAND [ARGS]")
     argv = lab.exec_args(args.node, command)
     os.execvp(argv[0], argv)
+
+
+def _fault(args: argparse.Namespace) -> Fault:
+    options = {k: v for k in ("peering", "mode", "code", "subcode", "loss", "rate", "delay", "jitter")
+               if (v := getattr(args, k, None)) is not None}
+    return Fault(args.kind, args.target, options)
+
+
+def cmd_fail(args: argparse.Namespace) -> int:
+    applied = Faults(Lab.open(args.lab)).fail(_fault(args))
+    _out(args, applied.to_json(), f"{applied.fault.key()} failed at {applied.time:.3f}")
+    return EXIT_OK
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    faults = Faults(Lab.open(args.lab))
+    if args.kind == "all":
+        targets = faults.active()
+    else:
+        if not args.target:
+            raise LabError("restore what? bgplab restore KIND TARGET, or bgplab restore all")
+        targets = [_fault(args)]
+    done = [faults.restore(f) for f in targets]
+    _out(args, [a.to_json() for a in done],
+         "\n".join(f"{a.fault.key()} restored at {a.time:.3f}" for a in done) or "no fault in force")
+    return EXIT_OK
 
 
 def _plan_of(args: argparse.Namespace) -> LabPlan:
@@ -277,6 +308,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("exec", cmd_exec, "run a command in a node's namespace: bgplab exec NODE -- CMD")
     p.add_argument("node")
     p.add_argument("command", nargs=argparse.REMAINDER)
+    for name, handler, text in (("fail", cmd_fail, "break something: a link, a node, a daemon, a session, ..."),
+                                ("restore", cmd_restore, "undo a fault (`restore all`: every fault in force)")):
+        p = add(name, handler, text)
+        p.add_argument("kind", choices=(*FAULT_KINDS, "all") if name == "restore" else FAULT_KINDS)
+        p.add_argument("target", nargs="?" if name == "restore" else None,
+                       help="link (ce1:eth1), node, MSEE, or circuit (peering faults)")
+        p.add_argument("--peering", choices=("private", "microsoft", "public"))
+        p.add_argument("--mode", choices=BGP_MODES, help="bgp faults")
+        p.add_argument("--code", type=int, help="bgp notification code (default 6, Cease)")
+        p.add_argument("--subcode", type=int, help="bgp notification subcode (default 2)")
+        p.add_argument("--loss", type=float, help="impair: percent of frames dropped each way")
+        p.add_argument("--rate", type=float, help="impair: Mbps")
+        p.add_argument("--delay", type=float, help="impair: ms (needs netem)")
+        p.add_argument("--jitter", type=float, help="impair: ms (needs netem)")
     add("schema", cmd_schema, "the topology file's JSON schema, for editors", lab_option=False)
     p = add("graph", cmd_graph, "a picture of a lab: SVG, or Mermaid text")
     p.add_argument("topology", nargs="?", type=Path, help="a topology file (default: the running lab, --lab)")
@@ -294,12 +339,12 @@ def main(argv: Sequence[str]) -> int:
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)
-    except (TopologyError, ConfigCheckError) as exc:
+    except (TopologyError, ConfigCheckError, FaultError) as exc:
         print(f"bgplab {args.command}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except LabError as exc:
         print(f"bgplab {args.command}: {exc}", file=sys.stderr)
         return EXIT_NO_LAB
-    except (control.ControlError, RuntimeError) as exc:
+    except (control.ControlError, RuntimeError, system.CommandError) as exc:
         print(f"bgplab {args.command}: {exc}", file=sys.stderr)
         return EXIT_NOT_READY

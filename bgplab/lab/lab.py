@@ -97,9 +97,15 @@ class Lab:
     # ---- views
 
     def sessions(self) -> list[dict[str, Any]]:
+        """Every node's sessions; a node that cannot answer (stopped, crashed) has none to show,
+        and says why through `healthy()`."""
         rows = []
         for name in sorted(self.plan.nodes):
-            rows += self.node(name).sessions()
+            try:
+                rows += self.node(name).sessions()
+            except (RuntimeError, OSError, ValueError):
+                if self.node(name).healthy() is None:
+                    raise
         return rows
 
     def wait_established(self, timeout: float, progress: Progress | None = None) -> list[dict[str, Any]]:

@@ -53,8 +53,8 @@ class LabState:
         os.chmod(self.dir, 0o755)
         self.record("lab", **header)
 
-    def record(self, kind: str, **fields: Any) -> None:
-        line = json.dumps({"type": kind, **fields}) + "\n"
+    def record(self, entry_type: str, /, **fields: Any) -> None:
+        line = json.dumps({"type": entry_type, **fields}) + "\n"
         with open(self.journal, "a") as out:
             out.write(line)
             out.flush()

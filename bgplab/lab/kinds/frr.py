@@ -71,25 +71,54 @@ class FrrNode:
         for path in d.iterdir():
             shutil.chown(path, "frr", "frr")
         for daemon in DAEMONS:
-            args = [str(LIBDIR / daemon), "-f", str(d / f"{daemon}.conf"), "-i", str(d / f"{daemon}.pid"),
-                    "--vty_socket", str(d), "-z", str(d / "zserv.api"), "-P", "0",
-                    "--log", f"file:{d / daemon}.log", "--log-level", "info"]
-            if daemon == "bgpd":
-                args += ["-p", "179"]
-            if daemon == "bfdd":
-                args += ["--bfdctl", str(d / "bfdd.sock")]
-            with open(d / f"{daemon}.out", "wb") as out:
-                proc = self.runtime.popen(self.key, args, node=self.node.name, what=daemon, stdout=out,
-                                          stderr=subprocess.STDOUT)
-            self._wait(d / f"{daemon}.vty", daemon, proc)
+            self._start_daemon(daemon)
+        self._apply_config()
+
+    def _start_daemon(self, daemon: str) -> None:
+        d = self.workdir
+        (d / f"{daemon}.vty").unlink(missing_ok=True)
+        args = [str(LIBDIR / daemon), "-f", str(d / f"{daemon}.conf"), "-i", str(d / f"{daemon}.pid"),
+                "--vty_socket", str(d), "-z", str(d / "zserv.api"), "-P", "0",
+                "--log", f"file:{d / daemon}.log", "--log-level", "info"]
+        if daemon == "bgpd":
+            args += ["-p", "179"]
+        if daemon == "bfdd":
+            args += ["--bfdctl", str(d / "bfdd.sock")]
+        with open(d / f"{daemon}.out", "ab") as out:
+            proc = self.runtime.popen(self.key, args, node=self.node.name, what=daemon, stdout=out,
+                                      stderr=subprocess.STDOUT)
+        self._wait(d / f"{daemon}.vty", daemon, proc)
+
+    def _apply_config(self) -> None:
         self._wait_zebra_clients()
         # Line by line in one vtysh session, not `vtysh -f`: a file load is a "configuration
         # transaction" during which bgpd holds every peer back, then waits seconds more.
+        config = self.workdir / "frr.conf"
         lines = [line for line in config.read_text().splitlines() if line.strip() and not line.startswith("!")]
         loaded = self.vtysh_raw([a for line in ["configure terminal", *lines] for a in ("-c", line)])
         if loaded.returncode != 0:
             raise ConfigCheckError(f"{self.node.name}: FRR refused its config while loading it: "
                                    f"{(loaded.stdout + loaded.stderr).strip()[-1500:]}")
+
+    def kill_bgp(self) -> None:
+        """The CE's BGP daemon dies (SIGKILL): its sessions drop at once, zebra withdraws its routes."""
+        pid = self._daemon_pid("bgpd")
+        if pid is not None and system.alive(pid):
+            system.kill_pids([pid], timeout=0.0)
+
+    def restart_bgp(self) -> None:
+        """bgpd back, with the node's config, as a supervisor (watchfrr) would bring it back."""
+        pid = self._daemon_pid("bgpd")
+        if pid is not None and system.alive(pid):
+            return
+        self._start_daemon("bgpd")
+        self._apply_config()
+
+    def _daemon_pid(self, daemon: str) -> int | None:
+        try:
+            return int((self.workdir / f"{daemon}.pid").read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
 
     def _wait(self, path: Path, daemon: str, proc: subprocess.Popen[bytes]) -> None:
         deadline = time.monotonic() + START_TIMEOUT
@@ -121,23 +150,15 @@ class FrrNode:
 
     def healthy(self) -> str | None:
         for daemon in DAEMONS:
-            pid_file = self.workdir / f"{daemon}.pid"
-            try:
-                pid = int(pid_file.read_text().strip())
-            except (FileNotFoundError, ValueError):
+            pid = self._daemon_pid(daemon)
+            if pid is None:
                 return f"FRR {daemon} has no pid file"
             if not system.alive(pid):
                 return f"FRR {daemon} exited: {self._log_tail(daemon)}"
         return None
 
     def stop(self) -> None:
-        pids = []
-        for daemon in reversed(DAEMONS):
-            try:
-                pids.append(int((self.workdir / f"{daemon}.pid").read_text().strip()))
-            except (FileNotFoundError, ValueError):
-                continue
-        system.kill_pids(pids)
+        system.kill_pids([p for d in reversed(DAEMONS) if (p := self._daemon_pid(d)) is not None])
 
     def command_args(self, args: list[str]) -> list[str]:
         """`bgplab exec NODE -- vtysh ...` talks to this node's FRR (its own vty sockets)."""
