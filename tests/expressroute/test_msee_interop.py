@@ -95,27 +95,28 @@ def test_private_peering_up_on_both_msees_with_bfd(lab: CircuitLab) -> None:
         node, ce_address = f"msee-{side}", MSEE_PRIVATE[side][0]
         customer = {s["neighbor"]: s for s in lab.nodes[node].call("sessions")}[ce_address]
         assert customer["state"] == "established" and customer["remote_as"] == CE_ASN
-        assert customer["bfd"] == "up"
+        eventually(lambda: {s["neighbor"]: s for s in lab.nodes[node].call("sessions")}[ce_address]["bfd"] == "up",
+                   f"{node}: BFD up with the CE")
     ce1 = lab.ces["ce1"]
     eventually(lambda: ce1.bfd_state(MSEE1_PRIVATE) == "up", "FRR bfdd sees the MSEE's BFD up")
 
 
 def test_gateway_holds_customer_prefixes_with_two_next_hops(lab: CircuitLab) -> None:
     eventually(lambda: gateway_paths(lab, ONPREM) == [MSEE1_GW, MSEE2_GW], "a path from each MSEE")
+    eventually(lambda: effective(lab, ONPREM)["nextHopIpAddress"] == [MSEE1_GW, MSEE2_GW], "ECMP effective route")
     route = effective(lab, ONPREM)
     assert route["nextHopType"] == "VirtualNetworkGateway"
-    assert route["nextHopIpAddress"] == [MSEE1_GW, MSEE2_GW]
     assert route["asPath"] == [12076, CE_ASN]
     eventually(lambda: lab.kernel_routes("gw").get(ONPREM) == [MSEE1_GW, MSEE2_GW], "ECMP in the gateway's kernel")
     # Each MSEE forwards to its own CE.
-    assert lab.kernel_routes("m1p")[ONPREM] == [MSEE_PRIVATE["primary"][0]]
+    eventually(lambda: lab.kernel_routes("m1p").get(ONPREM) == [MSEE_PRIVATE["primary"][0]], "MSEE1's kernel route")
 
 
 def test_customer_sees_vnet_prefix_as_12076_with_custom_and_regional_communities(lab: CircuitLab) -> None:
     route = eventually(lambda: lab.ces["ce1"].received_routes().get(VNET), "VNet prefix at the CE")
     assert ce_path_from(lab, "ce1", VNET, MSEE1_PRIVATE) == [12076]  # 65515 stripped
     assert set(route.communities) >= {"12076:20001", "12076:50002"}  # custom + West Europe (private)
-    assert lab.kernel_routes("m1p")[VNET] == [GATEWAY_LINKS["primary"][1]]
+    eventually(lambda: lab.kernel_routes("m1p").get(VNET) == [GATEWAY_LINKS["primary"][1]], "MSEE1's VNet route")
 
 
 def test_customer_path_that_already_holds_12076_is_rejected(lab: CircuitLab) -> None:
