@@ -1,0 +1,869 @@
+"""Data-plane probes: UDP streams between two lab nodes that show failover in the packets themselves.
+
+A probe is a sender in the source node's namespace and a receiver in the destination's, both
+`python -m bgplab.lab.probes send|receive ...` started through the lab's runtime, so they are
+journaled and `bgplab down` ends them. Each packet carries a magic, the probe's id (random per
+start, so a stale packet of an earlier run is never counted), its sequence number and its send
+time; the receiver writes one fixed-size record per packet to the probe's directory in the lab's
+state (`$BGPLAB_STATE_DIR/LAB/probes/NAME/records.bin`) and flushes every 100 ms, which keeps up
+with 1,000 packets/s for as long as anyone cares (32 bytes a packet: 2 MB a minute).
+
+Time: every timestamp is CLOCK_MONOTONIC (`time.monotonic_ns()`), which is system-wide and the
+same in every namespace, so send and receive times compare directly, and line up with the fault
+journal (`bgplab.lab.faults` stamps faults with the same clock). The sender paces on an absolute
+schedule (packet n is due at origin + n x interval), so lateness never accumulates; a packet sent
+late carries its real send time.
+
+Paths: each *candidate hop* namespace gets an nftables rule in its forward chain that sets the
+DSCP of this probe's packets (UDP destination port and destination address) to a value of its
+own (10, 11, 12, ... in the order the hops are given); the receiver reads the DSCP of each packet
+(IP_RECVTOS / IPV6_RECVTCLASS) and its TTL (hop limit), and the report names the path by the hop.
+The default hops are every MSEE peering namespace and the Azure internet edge, named by their
+namespace keys ("contoso-ams-msee1.private", "azure-internet"); `ProbeSpec.hops` replaces them
+(start from `default_hops(plan)` to add, e.g., an on-premises egress node). If a packet crosses
+several candidate hops the *last* one's mark wins, so pick hops that tell the paths apart (the
+MSEEs do, for traffic between a VNet and on-premises). A packet no hop marked is "unmarked".
+
+Counters: independent of the receiver, the kernel counts the probe's packets in the source's
+output hook (`sent`: packets the source's stack accepted and routed) and the destination's input
+hook (`delivered`: packets handed to the destination's stack); the report carries both, so
+`counters["sent"] - counters["delivered"]` is a loss figure that does not trust the probe's own
+sequence numbers.
+
+All of a probe's rules live in a table of its own, `inet bgplab_probe_<name>`, in each namespace
+it touches (source, destination, hops). `stop` deletes them; they are journaled as a `probe`
+entry in the lab's journal (for `status`-like views), and `bgplab down` removes them with the
+namespaces they live in, so an abandoned probe leaves nothing behind once the lab is down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ipaddress
+import json
+import math
+import re
+import secrets
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from bgplab.lab import system
+
+if TYPE_CHECKING:
+    from bgplab.lab.lab import Lab
+    from bgplab.lab.plan import LabPlan
+
+MAGIC = b"BLPR"
+PACKET = struct.Struct("!4sQQq")
+"""magic, probe id, sequence number, send time (CLOCK_MONOTONIC ns)."""
+RECORD = struct.Struct("<QqqBB6x")
+"""One received packet in records.bin: seq, send ns, receive ns, DSCP, TTL (hop limit); 32 bytes."""
+MAX_RATE = 1000.0
+FIRST_DSCP = 10
+INITIAL_TTL = 64
+PORTS = range(47000, 48000)
+"""Default ports: clear of BGP, BFD and traceroute's 33434+."""
+UNMARKED = "unmarked"
+MIN_GRACE = 0.5
+MAX_GRACE = 5.0
+
+_NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
+_IP_RECVTTL = getattr(socket, "IP_RECVTTL", 12)  # Linux value; Python's socket module lacks it
+
+
+class ProbeError(RuntimeError):
+    """A probe that cannot be set up or run; the message says what would work."""
+
+
+# ---- the pure part: records in, a report out
+
+
+class Record(NamedTuple):
+    """One packet as the receiver saw it; times in monotonic seconds."""
+
+    seq: int
+    sent: float
+    received: float
+    dscp: int = 0
+    ttl: int = 0
+    """The received TTL / hop limit, 0 if unknown."""
+
+
+@dataclass(frozen=True, slots=True)
+class LossWindow:
+    """A run of consecutive sequence numbers that never arrived.
+
+    `start` is the send time of the last packet received before the gap and `end` the send time
+    of the first received after it (send times, on the sender's clock, so a change of path
+    latency does not stretch or shrink the window). Where the gap opens the run (or closes it),
+    the missing neighbour's *scheduled* send time stands in: origin - interval (or origin +
+    sent x interval).
+
+    `duration` = end - start - interval: the outage estimated at the midpoints, i.e. it began
+    half an interval after the last packet that got through and ended half an interval before the
+    next one did. With regular pacing that is count x interval, the same figure the kernel
+    counters give (lost packets x interval), and within half an interval of the true outage; a
+    sender stall inside the gap shows up in it rather than being assumed away.
+
+    `silence` = receive time of the first packet after the gap - receive time of the last one
+    before: the outage as the receiving application lived it (one interval longer than
+    `duration`, plus any change of path latency); None where the gap opens or closes the run.
+    """
+
+    first_lost: int
+    last_lost: int
+    count: int
+    start: float
+    end: float
+    duration: float
+    silence: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"first_lost": self.first_lost, "last_lost": self.last_lost, "count": self.count,
+                "start": round(self.start, 6), "end": round(self.end, 6), "duration": round(self.duration, 6),
+                "silence": None if self.silence is None else round(self.silence, 6)}
+
+
+@dataclass(slots=True)
+class ProbeReport:
+    name: str
+    sent: int
+    received: int
+    """Distinct sequence numbers received."""
+    lost: int
+    duplicates: int
+    """Copies of packets already received."""
+    reordered: int
+    """Packets that arrived after one with a higher sequence number."""
+    windows: list[LossWindow]
+    paths: list[tuple[float, float, str, int]]
+    """Runs of consecutive received packets (in sequence order) on one path: (send time of the
+    first, send time of the last, path name, packets)."""
+    per_path: dict[str, int]
+    rate: float
+    interval: float
+    hops: dict[str, list[int]] = field(default_factory=dict)
+    """Per path, the router hop counts seen (64 - received TTL): a path through one router more shows."""
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    """One-way latency of received packets: min, p50, p99, max."""
+    counters: dict[str, int | None] = field(default_factory=dict)
+    """The kernel's own counts: "sent" (source output hook), "delivered" (destination input hook)."""
+    send_errors: int = 0
+    """Packets the sender's stack refused (counted in sent, never on the wire)."""
+    origin: float | None = None
+    """Scheduled send time of packet 0."""
+    destination: str | None = None
+    port: int | None = None
+
+    @property
+    def counter_lost(self) -> int | None:
+        sent, delivered = self.counters.get("sent"), self.counters.get("delivered")
+        return None if sent is None or delivered is None else sent - delivered
+
+    def path_at(self, t: float) -> str | None:
+        """The path of the run covering send time t, if any."""
+        for start, end, name, _ in self.paths:
+            if start <= t <= end:
+                return name
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "sent": self.sent, "received": self.received, "lost": self.lost,
+            "duplicates": self.duplicates, "reordered": self.reordered,
+            "windows": [w.to_json() for w in self.windows],
+            "paths": [{"from": round(a, 6), "to": round(b, 6), "path": p, "packets": n} for a, b, p, n in self.paths],
+            "per_path": self.per_path, "hops": self.hops, "rate": self.rate, "interval": self.interval,
+            "latency_ms": self.latency_ms, "counters": self.counters, "counter_lost": self.counter_lost,
+            "send_errors": self.send_errors, "origin": None if self.origin is None else round(self.origin, 6),
+            "destination": self.destination, "port": self.port,
+        }
+
+    def summary(self) -> str:
+        lines = [f"probe {self.name}: {self.sent} sent, {self.received} received, {self.lost} lost, "
+                 f"{self.duplicates} duplicates, {self.reordered} reordered at {self.rate:g}/s"]
+        if self.counters:
+            lines.append(f"  kernel counters: sent {self.counters.get('sent')}, "
+                         f"delivered {self.counters.get('delivered')}, lost {self.counter_lost}")
+        base = self.origin or 0.0
+        for w in self.windows:
+            lines.append(f"  loss window: seq {w.first_lost}-{w.last_lost} ({w.count} packets) "
+                         f"+{w.start - base:.3f}s .. +{w.end - base:.3f}s, outage {w.duration * 1000:.0f} ms")
+        for a, b, p, n in self.paths:
+            lines.append(f"  path {p}: +{a - base:.3f}s .. +{b - base:.3f}s, {n} packets")
+        return "\n".join(lines)
+
+
+def analyse(records: Iterable[Record], sent: int, interval: float, marks: Mapping[int, str], *,
+            name: str = "probe", origin: float | None = None) -> ProbeReport:
+    """The report of a probe from what the receiver recorded (in arrival order).
+
+    `sent` is how many packets (sequence numbers 0 .. sent-1) the sender sent; a record with a
+    higher number (in flight when a snapshot was cut) is ignored. `marks` maps DSCP values to
+    path names; any other DSCP is "unmarked". `origin` is the scheduled send time of packet 0;
+    without it, it is inferred from the received packets (a packet is never sent early).
+    """
+    first: dict[int, Record] = {}
+    duplicates = reordered = 0
+    highest = -1
+    for record in records:
+        if not 0 <= record.seq < sent:
+            continue
+        if record.seq in first:
+            duplicates += 1
+            continue
+        first[record.seq] = record
+        if record.seq < highest:
+            reordered += 1
+        highest = max(highest, record.seq)
+    seqs = sorted(first)
+    if origin is None:
+        origin = min((first[s].sent - s * interval for s in seqs), default=0.0)
+
+    def send_time(seq: int) -> float:
+        got = first.get(seq)
+        return got.sent if got is not None else origin + seq * interval
+
+    windows: list[LossWindow] = []
+    for a, b in zip([-1, *seqs], [*seqs, sent], strict=True):
+        if b - a <= 1:
+            continue
+        before, after = first.get(a), first.get(b)
+        start, end = send_time(a), send_time(b)
+        silence = after.received - before.received if before is not None and after is not None else None
+        windows.append(LossWindow(a + 1, b - 1, b - a - 1, start, end, max(0.0, end - start - interval), silence))
+
+    def path(record: Record) -> str:
+        return marks.get(record.dscp, UNMARKED)
+
+    paths: list[tuple[float, float, str, int]] = []
+    for seq in seqs:
+        record = first[seq]
+        here = path(record)
+        if paths and paths[-1][2] == here:
+            since, _, p, n = paths[-1]
+            paths[-1] = (since, record.sent, p, n + 1)
+        else:
+            paths.append((record.sent, record.sent, here, 1))
+    per_path = dict(Counter(path(first[s]) for s in seqs))
+    hops: dict[str, set[int]] = {}
+    for s in seqs:
+        if first[s].ttl:
+            hops.setdefault(path(first[s]), set()).add(INITIAL_TTL - first[s].ttl)
+    latencies = sorted(first[s].received - first[s].sent for s in seqs)
+    latency_ms: dict[str, float] = {}
+    if latencies:
+        def pick(q: float) -> float:
+            return round(latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000, 3)
+        latency_ms = {"min": pick(0), "p50": pick(0.5), "p99": pick(0.99), "max": pick(1)}
+    return ProbeReport(name=name, sent=sent, received=len(seqs), lost=sent - len(seqs), duplicates=duplicates,
+                       reordered=reordered, windows=windows, paths=paths, per_path=per_path,
+                       rate=1 / interval if interval > 0 else 0.0, interval=interval,
+                       hops={p: sorted(v) for p, v in hops.items()}, latency_ms=latency_ms, origin=origin)
+
+
+def read_records(path: Path, offset: int = 0) -> list[Record]:
+    """The receiver's file so far, from byte `offset` (a record torn by a flush in progress is
+    left for next time)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            data = f.read()
+    except FileNotFoundError:
+        return []
+    data = data[: len(data) - len(data) % RECORD.size]
+    return [Record(seq, s / 1e9, r / 1e9, dscp, ttl) for seq, s, r, dscp, ttl in RECORD.iter_unpack(data)]
+
+
+# ---- the lab side: where the probe runs, its rules and processes
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeSpec:
+    name: str
+    source: str
+    """A node (its main namespace), or a namespace key."""
+    destination: str
+    """A node (its first non-loopback IPv4 address), or an address some lab namespace has."""
+    rate: float = 100.0
+    """Packets per second, up to 1,000."""
+    port: int | None = None
+    """UDP destination port; default one of 47000-47999 from the name, free among this lab's probes."""
+    size: int = 64
+    """UDP payload bytes (at least the 28 of the header)."""
+    hops: Mapping[str, str] | None = None
+    """Path mark name -> namespace key (or node) of a candidate hop; default `default_hops(plan)`."""
+    address: str | None = None
+    """With a destination node: which of its addresses to aim at (default its first IPv4)."""
+
+
+def default_hops(plan: LabPlan) -> dict[str, str]:
+    """Every MSEE peering namespace, then the Azure internet edge, each named by its namespace key."""
+    hops: dict[str, str] = {}
+    for node in sorted(plan.nodes.values(), key=lambda n: n.name):
+        if node.kind == "msee":
+            hops.update({key: key for key in node.namespaces})
+    internet = plan.nodes.get("azure-internet")
+    if internet is not None:
+        hops[internet.name] = internet.namespaces[0]
+    return hops
+
+
+def _address_of(address: str) -> str:
+    return address.split("/")[0]
+
+
+def _namespace_of(plan: LabPlan, what: str, role: str) -> str:
+    if what in plan.nodes:
+        return plan.nodes[what].namespaces[0]
+    if what in plan.namespaces:
+        return what
+    known = ", ".join(sorted(plan.nodes))
+    raise ProbeError(f"probe {role} {what!r}: no such node in lab {plan.name}; nodes: {known}")
+
+
+def resolve_destination(plan: LabPlan, destination: str, address: str | None = None) -> tuple[str, str]:
+    """(namespace key the receiver runs in, address the sender aims at)."""
+    if destination in plan.nodes or destination in plan.namespaces:
+        keys = plan.nodes[destination].namespaces if destination in plan.nodes else (destination,)
+        if address is not None:
+            want = ipaddress.ip_address(address)
+            for key in keys:
+                if any(ipaddress.ip_address(_address_of(c)) == want for _, c in plan.namespaces[key].addresses):
+                    return key, str(want)
+            raise ProbeError(f"probe destination {destination}: it has no address {address}")
+        main = plan.namespaces[keys[0]]
+        for loopback in (False, True):
+            for ifname, cidr in main.addresses:
+                ip = ipaddress.ip_address(_address_of(cidr))
+                if ip.version == 4 and (ifname == "lo") == loopback:
+                    return main.key, str(ip)
+        raise ProbeError(f"probe destination {destination}: it has no IPv4 address; give one (address=...)")
+    try:
+        want = ipaddress.ip_address(destination)
+    except ValueError:
+        known = ", ".join(sorted(plan.nodes))
+        raise ProbeError(f"probe destination {destination!r}: neither a node of lab {plan.name} ({known}) "
+                         "nor an address") from None
+    owners = [key for key, ns in plan.namespaces.items()
+              if any(ipaddress.ip_address(_address_of(c)) == want for _, c in ns.addresses)]
+    if len(owners) != 1:
+        where = f"is on {len(owners)} namespaces ({', '.join(owners)})" if owners else "is on no namespace of the lab"
+        raise ProbeError(f"probe destination {destination}: the address {where}; name the node and give "
+                         "address=... (the receiver runs on the destination)")
+    return owners[0], str(want)
+
+
+def _running(pid: int | None, start: int | None) -> bool:
+    return pid is not None and system.start_time(pid) == start and system.alive(pid)
+
+
+class Probe:
+    """One probe in a running lab: `start`, `snapshot` while it runs, `stop` for the final report."""
+
+    def __init__(self, lab: Lab, spec: ProbeSpec) -> None:
+        if not _NAME.fullmatch(spec.name):
+            raise ProbeError(f"probe name {spec.name!r}: expected a lowercase letter, then up to 39 lowercase "
+                             "letters, digits, dashes or underscores")
+        if not 0 < spec.rate <= MAX_RATE:
+            raise ProbeError(f"probe {spec.name}: rate {spec.rate:g}: expected more than 0, up to {MAX_RATE:g}/s")
+        if not PACKET.size <= spec.size <= 1400:
+            raise ProbeError(f"probe {spec.name}: size {spec.size}: expected {PACKET.size}-1400 bytes")
+        if spec.port is not None and not 1 <= spec.port <= 65535:
+            raise ProbeError(f"probe {spec.name}: port {spec.port}: expected 1-65535")
+        self.lab = lab
+        self.spec = spec
+        plan = lab.plan
+        self.source = _namespace_of(plan, spec.source, "source")
+        self.target, self.address = resolve_destination(plan, spec.destination, spec.address)
+        self.family = ipaddress.ip_address(self.address).version
+        hops = dict(spec.hops) if spec.hops is not None else default_hops(plan)
+        if len(hops) > 64 - FIRST_DSCP:
+            raise ProbeError(f"probe {spec.name}: {len(hops)} hops; DSCP has room for {64 - FIRST_DSCP}")
+        self.hops = {mark: _namespace_of(plan, where, f"hop {mark!r}") for mark, where in hops.items()}
+        seen: dict[str, str] = {}
+        for mark, key in self.hops.items():
+            if key in seen:
+                raise ProbeError(f"probe {spec.name}: hops {seen[key]!r} and {mark!r} are both namespace {key}")
+            seen[key] = mark
+        if UNMARKED in self.hops:
+            raise ProbeError(f"probe {spec.name}: {UNMARKED!r} is the name of no mark; call the hop otherwise")
+        self.marks = {FIRST_DSCP + i: mark for i, mark in enumerate(self.hops)}
+        self.interval = 1.0 / spec.rate
+        self.table = "bgplab_probe_" + spec.name.replace("-", "_")
+        self.dir = lab.state.dir / "probes" / spec.name
+        self.records = self.dir / "records.bin"
+        self.status = self.dir / "sender.json"
+        self.port = spec.port
+        self.id = 0
+        self._sender: subprocess.Popen[bytes] | None = None
+        self._receiver: subprocess.Popen[bytes] | None = None
+        self._pids: dict[str, tuple[int, int | None]] = {}
+        self._seen: list[Record] = []
+        self.report: ProbeReport | None = None
+
+    # ---- bookkeeping on disk (so another process can find a running probe)
+
+    @property
+    def meta(self) -> Path:
+        return self.dir / "probe.json"
+
+    def _save(self, state: str) -> None:
+        data = {"name": self.spec.name, "source": self.spec.source, "destination": self.spec.destination,
+                "address": self.address, "rate": self.spec.rate, "port": self.port, "size": self.spec.size,
+                "hops": self.hops, "marks": {str(k): v for k, v in self.marks.items()}, "id": self.id,
+                "table": self.table, "namespaces": self.namespaces(), "state": state,
+                "pids": {k: list(v) for k, v in self._pids.items()}}
+        tmp = self.meta.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=1))
+        tmp.replace(self.meta)
+
+    @classmethod
+    def attach(cls, lab: Lab, name: str) -> Probe:
+        """A probe started by another process (or this one), from its record in the lab's state."""
+        meta = lab.state.dir / "probes" / name / "probe.json"
+        try:
+            data = json.loads(meta.read_text())
+        except FileNotFoundError:
+            raise ProbeError(f"no probe {name!r} in lab {lab.plan.name}") from None
+        spec = ProbeSpec(name=data["name"], source=data["source"], destination=data["destination"],
+                         rate=data["rate"], port=data["port"], size=data["size"], hops=data["hops"],
+                         address=data["address"])
+        probe = cls(lab, spec)
+        probe.id = data["id"]
+        probe._pids = {k: (int(v[0]), v[1]) for k, v in data["pids"].items()}
+        return probe
+
+    def _others(self) -> list[dict[str, Any]]:
+        """Other probes of this lab that are running."""
+        found = []
+        for meta in sorted((self.lab.state.dir / "probes").glob("*/probe.json")):
+            with contextlib.suppress(OSError, ValueError):
+                data = json.loads(meta.read_text())
+                if data.get("name") != self.spec.name and data.get("state") == "running":
+                    found.append(data)
+        return found
+
+    def _choose_port(self) -> int:
+        taken = {d.get("port") for d in self._others()}
+        if self.spec.port is not None:
+            if self.spec.port in taken:
+                raise ProbeError(f"probe {self.spec.name}: port {self.spec.port} is another running probe's")
+            return self.spec.port
+        first = zlib.crc32(f"{self.lab.plan.name}/{self.spec.name}".encode()) % len(PORTS)
+        for i in range(len(PORTS)):
+            port = PORTS[(first + i) % len(PORTS)]
+            if port not in taken:
+                return port
+        raise ProbeError("every probe port is taken")  # pragma: no cover - a thousand probes at once
+
+    # ---- nftables
+
+    def namespaces(self) -> list[str]:
+        keys = [self.source, self.target, *self.hops.values()]
+        return list(dict.fromkeys(keys))
+
+    def ruleset(self, key: str) -> str:
+        """This probe's table for one namespace: its marks if a hop, its counters if an end."""
+        ip = "ip" if self.family == 4 else "ip6"
+        match = f"udp dport {self.port} {ip} daddr {self.address}"
+        lines = [f"table inet {self.table} {{"]
+        if key == self.source:
+            lines += ["  counter sent {}",
+                      "  chain probe_output { type filter hook output priority filter; policy accept;",
+                      f'    {match} counter name "sent"', "  }"]
+        if key == self.target:
+            lines += ["  counter delivered {}",
+                      "  chain probe_input { type filter hook input priority filter; policy accept;",
+                      f'    {match} counter name "delivered"', "  }"]
+        dscp = [d for d, mark in self.marks.items() if self.hops[mark] == key]
+        if dscp:
+            lines += ["  chain probe_forward { type filter hook forward priority mangle; policy accept;",
+                      f"    {match} {ip} dscp set {dscp[0]}", "  }"]
+        lines.append("}")
+        return "\n".join(lines) + "\n"
+
+    def _nft(self, key: str, script: str) -> None:
+        system.run(["ip", "netns", "exec", self.lab.runtime.ns(key), "nft", "-f", "-"], input=script)
+
+    def _install(self) -> None:
+        for key in self.namespaces():
+            # Declare-then-delete makes a leftover table of an earlier run go, in the same transaction.
+            self._nft(key, f"table inet {self.table} {{}}\ndelete table inet {self.table}\n" + self.ruleset(key))
+
+    def _remove(self) -> None:
+        for key in self.namespaces():
+            self.lab.runtime.exec(key, ["nft", "delete", "table", "inet", self.table], check=False)
+
+    def counters(self) -> dict[str, int | None]:
+        """The kernel's counts now (None where the table is gone). Delivered is read first, so
+        while packets flow, sent - delivered is never below what was really in flight."""
+        found: dict[str, int | None] = {}
+        for key, counter in ((self.target, "delivered"), (self.source, "sent")):
+            proc = self.lab.runtime.exec(key, ["nft", "-j", "list", "counter", "inet", self.table, counter],
+                                         check=False)
+            found[counter] = None
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                for item in json.loads(proc.stdout)["nftables"]:
+                    if "counter" in item:
+                        found[counter] = int(item["counter"]["packets"])
+        return {"sent": found["sent"], "delivered": found["delivered"]}
+
+    # ---- processes
+
+    def _popen(self, key: str, node: str, what: str, args: list[str], log: Path,
+               stdout: int | None = None) -> subprocess.Popen[bytes]:
+        with open(log, "ab") as err:
+            return self.lab.runtime.popen(key, [sys.executable, "-m", "bgplab.lab.probes", *args], node=node,
+                                          what=what, stdout=stdout, stderr=err)
+
+    def start(self) -> None:
+        if self.meta.exists():
+            with contextlib.suppress(OSError, ValueError):
+                if json.loads(self.meta.read_text()).get("state") == "running":
+                    raise ProbeError(f"probe {self.spec.name} is already running in lab {self.lab.plan.name}")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        for old in (self.records, self.status, self.dir / "report.json"):
+            old.unlink(missing_ok=True)
+        self._seen = []
+        self.port = self._choose_port()
+        self.id = secrets.randbits(63)
+        self.report = None
+        self.lab.state.record("probe", name=self.spec.name, action="start", port=self.port, table=self.table,
+                              namespaces=[self.lab.runtime.ns(k) for k in self.namespaces()],
+                              time=round(time.monotonic(), 6))
+        self._save("running")
+        try:
+            self._install()
+            plan = self.lab.plan
+            self._receiver = self._popen(
+                self.target, plan.namespaces[self.target].node, f"probe {self.spec.name} receiver",
+                ["receive", "--port", str(self.port), "--id", str(self.id), "--family", str(self.family),
+                 "--out", str(self.records)], self.dir / "receiver.log", stdout=subprocess.PIPE)
+            self._pids["receiver"] = (self._receiver.pid, system.start_time(self._receiver.pid))
+            self._save("running")
+            self._wait_ready(self._receiver)
+            self._sender = self._popen(
+                self.source, plan.namespaces[self.source].node, f"probe {self.spec.name} sender",
+                ["send", "--address", self.address, "--port", str(self.port), "--id", str(self.id),
+                 "--rate", repr(self.spec.rate), "--size", str(self.spec.size), "--status", str(self.status)],
+                self.dir / "sender.log")
+            self._pids["sender"] = (self._sender.pid, system.start_time(self._sender.pid))
+            self._save("running")
+            deadline = time.monotonic() + 10
+            while not self.status.exists():
+                if self._sender.poll() is not None or time.monotonic() > deadline:
+                    raise ProbeError(f"probe {self.spec.name}: the sender did not start; see {self.dir}/sender.log")
+                time.sleep(0.02)
+        except BaseException:
+            self._halt(grace=0.0)
+            self._remove()
+            self._save("failed")
+            raise
+
+    def _wait_ready(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 10.0)
+        line = proc.stdout.readline() if ready else b""
+        proc.stdout.close()
+        if line.strip() != b"ready":
+            raise ProbeError(f"probe {self.spec.name}: the receiver did not start; see {self.dir}/receiver.log")
+
+    def _signal(self, role: str, timeout: float) -> None:
+        """SIGTERM one of our processes and wait for it (SIGKILL after `timeout`)."""
+        proc = self._sender if role == "sender" else self._receiver
+        if proc is not None:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            return
+        pid, start = self._pids.get(role, (None, None))
+        if pid is not None and _running(pid, start):
+            system.kill_pids([pid], timeout)
+
+    def _halt(self, grace: float) -> None:
+        self._signal("sender", 5.0)
+        time.sleep(grace)
+        self._signal("receiver", 5.0)
+
+    def _sender_status(self) -> dict[str, Any]:
+        with contextlib.suppress(OSError, ValueError):
+            data: dict[str, Any] = json.loads(self.status.read_text())
+            return data
+        return {}
+
+    def _analyse(self, records: list[Record], sent: int, origin: float | None) -> ProbeReport:
+        report = analyse(records, sent, self.interval, self.marks, name=self.spec.name, origin=origin)
+        report.rate = self.spec.rate
+        report.destination = self.address
+        report.port = self.port
+        report.send_errors = int(self._sender_status().get("errors", 0))
+        return report
+
+    def snapshot(self) -> ProbeReport:
+        """What the receiver recorded so far. Packets sent within the last grace period (0.5 s, or
+        twice the largest latency seen) may still be in flight and are left out, so a loss window
+        still open now shows, and one that is merely in flight does not. The counters are the
+        kernel's as read now: they include the packets after that cutoff, so compare them with
+        the report's figures only after `stop`."""
+        status = self._sender_status()
+        records = self._read()
+        origin = status.get("origin_ns")
+        if origin is None:
+            return self._analyse(records, 0, None)
+        origin_s = origin / 1e9
+        cutoff = time.monotonic() - self._grace(records)
+        due = max(0, math.floor((cutoff - origin_s) / self.interval) + 1)
+        report = self._analyse(records, min(due, int(status.get("sent", 0))), origin_s)
+        report.counters = self.counters()
+        return report
+
+    def _read(self) -> list[Record]:
+        """Every record so far; a running probe's file is read only from where the last read ended."""
+        self._seen += read_records(self.records, len(self._seen) * RECORD.size)
+        return self._seen
+
+    def _grace(self, records: Sequence[Record]) -> float:
+        worst = max((r.received - r.sent for r in records[-1000:]), default=0.0)
+        return min(MAX_GRACE, max(MIN_GRACE, 2 * worst))
+
+    def stop(self) -> ProbeReport:
+        """Stop the sender, give what is in flight its grace period (twice the largest one-way
+        latency of the last 1,000 packets, at least 0.5 s, at most 5 s: one-way because that is
+        what the probe measures, doubled as the stand-in for an RTT), stop the receiver, read the
+        counters, remove the rules; the report is also written to the probe's report.json."""
+        self._signal("sender", 5.0)
+        time.sleep(self._grace(self._read()))
+        self._signal("receiver", 5.0)
+        counters = self.counters()
+        self._remove()
+        status = self._sender_status()
+        origin = status.get("origin_ns")
+        report = self._analyse(self._read(), int(status.get("sent", 0)),
+                               None if origin is None else origin / 1e9)
+        report.counters = counters
+        self.report = report
+        (self.dir / "report.json").write_text(json.dumps(report.to_json(), indent=1))
+        self._save("stopped")
+        self.lab.state.record("probe", name=self.spec.name, action="stop", time=round(time.monotonic(), 6),
+                              sent=report.sent, lost=report.lost)
+        return report
+
+    def __enter__(self) -> Probe:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.report is None:
+            self.stop()
+
+
+# ---- the processes themselves
+
+
+class _Stop:
+    def __init__(self) -> None:
+        self.flag = False
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._set)
+
+    def _set(self, *_: object) -> None:
+        self.flag = True
+
+
+def _write_json(path: Path, data: Mapping[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data))
+    tmp.replace(path)
+
+
+def send(address: str, port: int, probe_id: int, rate: float, size: int, status: Path,
+         count: int | None = None) -> int:
+    """Send `count` packets (or until SIGTERM) at `rate`/s on an absolute schedule."""
+    stop = _Stop()
+    family = socket.AF_INET6 if ipaddress.ip_address(address).version == 6 else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    if family == socket.AF_INET:
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, INITIAL_TTL)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, 0)
+    else:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, INITIAL_TTL)
+    target = (address, port)
+    interval_ns = round(1e9 / rate)
+    pad = bytes(size - PACKET.size)
+    origin = time.monotonic_ns() + 5_000_000
+    seq = errors = 0
+    last_status = 0
+
+    def report(done: bool) -> None:
+        _write_json(status, {"origin_ns": origin, "interval_ns": interval_ns, "sent": seq, "errors": errors,
+                             "done": done, "at_ns": time.monotonic_ns()})
+
+    report(False)
+    while not stop.flag and (count is None or seq < count):
+        due = origin + seq * interval_ns
+        now = time.monotonic_ns()
+        if now < due:
+            time.sleep(min(due - now, 50_000_000) / 1e9)  # short naps: a SIGTERM is seen within 50 ms
+            continue
+        now = time.monotonic_ns()
+        try:
+            sock.sendto(PACKET.pack(MAGIC, probe_id, seq, now) + pad, target)
+        except OSError:
+            errors += 1
+        seq += 1
+        if now - last_status >= 200_000_000:
+            report(False)
+            last_status = now
+    report(True)
+    return 0
+
+
+def receive(port: int, probe_id: int, out: Path, family: int = 4) -> int:
+    """Record every packet of this probe until SIGTERM; flush every 100 ms."""
+    stop = _Stop()
+    if family == 6:
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVTCLASS, 1)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
+        sock.bind(("::", port))
+    else:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_RECVTOS, 1)
+        sock.setsockopt(socket.IPPROTO_IP, _IP_RECVTTL, 1)
+        sock.bind(("0.0.0.0", port))
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, 33, 8 << 20)  # SO_RCVBUFFORCE (we are root): minutes of backlog
+    sock.settimeout(0.1)
+    ancillary = socket.CMSG_SPACE(4) * 4
+    pending = bytearray()
+    foreign = 0
+    last_flush = time.monotonic_ns()
+    with open(out, "ab") as sink:
+        print("ready", flush=True)
+        while not stop.flag:
+            try:
+                data, cmsgs, _, _ = sock.recvmsg(2048, ancillary)
+            except TimeoutError:
+                data = b""
+            now = time.monotonic_ns()
+            if len(data) >= PACKET.size:
+                magic, pid, seq, sent = PACKET.unpack_from(data)
+                if magic == MAGIC and pid == probe_id:
+                    tos = ttl = 0
+                    for level, kind, value in cmsgs:
+                        if level == socket.IPPROTO_IP and kind == socket.IP_TOS:
+                            tos = value[0]
+                        elif level == socket.IPPROTO_IP and kind == socket.IP_TTL:
+                            ttl = int.from_bytes(value[:4], sys.byteorder)
+                        elif level == socket.IPPROTO_IPV6 and kind == socket.IPV6_TCLASS:
+                            tos = int.from_bytes(value[:4], sys.byteorder)
+                        elif level == socket.IPPROTO_IPV6 and kind == socket.IPV6_HOPLIMIT:
+                            ttl = int.from_bytes(value[:4], sys.byteorder)
+                    pending += RECORD.pack(seq, sent, now, (tos >> 2) & 0x3F, min(ttl, 255))
+                else:
+                    foreign += 1
+            if pending and now - last_flush >= 100_000_000:
+                sink.write(pending)
+                sink.flush()
+                pending.clear()
+                last_flush = now
+        sink.write(pending)
+        sink.flush()
+    if foreign:
+        print(f"ignored {foreign} packets of other probes", file=sys.stderr)
+    return 0
+
+
+# ---- command line
+
+
+def _report_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--lab", help="the lab (default: the only one up)")
+    parser.add_argument("--json", action="store_true")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bgplab.lab.probes", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("send", help="(internal) the sender, run in the source namespace")
+    s.add_argument("--address", required=True)
+    s.add_argument("--port", type=int, required=True)
+    s.add_argument("--id", type=int, required=True)
+    s.add_argument("--rate", type=float, required=True)
+    s.add_argument("--size", type=int, default=64)
+    s.add_argument("--status", type=Path, required=True)
+    s.add_argument("--count", type=int)
+    r = sub.add_parser("receive", help="(internal) the receiver, run in the destination namespace")
+    r.add_argument("--port", type=int, required=True)
+    r.add_argument("--id", type=int, required=True)
+    r.add_argument("--family", type=int, choices=(4, 6), default=4)
+    r.add_argument("--out", type=Path, required=True)
+    for command, text in (("run", "run a probe for --duration seconds and print its report"),
+                          ("start", "start a probe and leave it running")):
+        p = sub.add_parser(command, help=text)
+        p.add_argument("name")
+        p.add_argument("source")
+        p.add_argument("destination")
+        p.add_argument("--rate", type=float, default=100.0)
+        p.add_argument("--port", type=int)
+        p.add_argument("--size", type=int, default=64)
+        p.add_argument("--hop", action="append", default=[], metavar="NAME=NAMESPACE",
+                       help="a candidate hop (repeat); default every MSEE namespace and azure-internet")
+        if command == "run":
+            p.add_argument("--duration", type=float, default=10.0)
+        _report_args(p)
+    for command, text in (("show", "the report of a running probe so far"), ("stop", "stop a probe; its report")):
+        p = sub.add_parser(command, help=text)
+        p.add_argument("name")
+        _report_args(p)
+    args = parser.parse_args(argv)
+    if args.command == "send":
+        return send(args.address, args.port, args.id, args.rate, args.size, args.status, args.count)
+    if args.command == "receive":
+        return receive(args.port, args.id, args.out, args.family)
+
+    from bgplab.lab.lab import Lab, LabError
+
+    try:
+        lab = Lab.open(args.lab)
+        if args.command in ("run", "start"):
+            hops = dict(h.split("=", 1) for h in args.hop) if args.hop else None
+            probe = Probe(lab, ProbeSpec(args.name, args.source, args.destination, args.rate, args.port, args.size,
+                                         hops))
+            probe.start()
+            if args.command == "start":
+                print(f"probe {args.name} running: {probe.address} port {probe.port}, marks "
+                      + ", ".join(f"{k}={v}" for k, v in probe.marks.items()))
+                return 0
+            with contextlib.suppress(KeyboardInterrupt):
+                time.sleep(args.duration)
+            report = probe.stop()
+        else:
+            probe = Probe.attach(lab, args.name)
+            report = probe.snapshot() if args.command == "show" else probe.stop()
+    except (LabError, ProbeError, system.CommandError) as error:
+        print(f"bgplab: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps(report.to_json(), indent=1) if args.json else report.summary())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
