@@ -20,6 +20,7 @@ commands:
   exec      run a command in a node: bgplab exec NODE -- CMD
   fail      break a link, node, daemon or session (restore undoes it)
   restore   undo a fault, or all of them
+  run       run a scenario (faults, expectations, probes) and report
   graph     a picture of a lab (SVG or Mermaid)
   export    the lab as a containerlab topology
   schema    the topology file's JSON schema
@@ -48,8 +49,8 @@ def _lab(name: str) -> Callable[[Sequence[str]], int]:
     return run
 
 
-LAB_COMMANDS = ("up", "down", "status", "routes", "effective-routes", "events", "exec", "fail", "restore", "graph",
-                "export", "schema")
+LAB_COMMANDS = ("up", "down", "status", "routes", "effective-routes", "events", "exec", "fail", "restore", "run",
+                "graph", "export", "schema")
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "speak": _speak,
     "node": _node,

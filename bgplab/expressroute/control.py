@@ -25,6 +25,7 @@ log = logging.getLogger("bgplab.control")
 
 Handler = Callable[[Mapping[str, Any]], Awaitable[Any]]
 _LINE_LIMIT = 1 << 20
+"""Longest request line a node reads; replies (a route table can be megabytes) are read whole."""
 _HISTORY = 10000
 
 
@@ -151,7 +152,7 @@ def _reply(line: bytes, path: str) -> Any:
 
 async def request(path: str, command: str, **args: Any) -> Any:
     try:
-        reader, writer = await asyncio.open_unix_connection(path, limit=_LINE_LIMIT)
+        reader, writer = await asyncio.open_unix_connection(path, limit=1 << 30)
     except OSError as exc:
         raise ControlError(f"{path}: cannot reach the node's control socket: {exc.strerror or exc}") from None
     try:
@@ -178,7 +179,7 @@ def call(path: str, command: str, *, timeout: float = 30.0, **args: Any) -> Any:
     with _connect(path, timeout) as sock, sock.makefile("rwb") as stream:
         stream.write(json.dumps({"command": command, "args": args}).encode() + b"\n")
         stream.flush()
-        return _reply(stream.readline(_LINE_LIMIT), path)
+        return _reply(stream.readline(), path)
 
 
 def follow(path: str, *, since: float | None = None, timeout: float | None = None) -> Iterator[dict[str, Any]]:
@@ -187,7 +188,7 @@ def follow(path: str, *, since: float | None = None, timeout: float | None = Non
         args = {} if since is None else {"since": since}
         stream.write(json.dumps({"command": "events", "args": args}).encode() + b"\n")
         stream.flush()
-        _reply(stream.readline(_LINE_LIMIT), path)
-        while line := stream.readline(_LINE_LIMIT):
+        _reply(stream.readline(), path)
+        while line := stream.readline():
             yield json.loads(line)
 

@@ -26,6 +26,7 @@ from bgplab.lab.kinds import ConfigCheckError
 from bgplab.lab.kinds.ours import OurNode
 from bgplab.lab.lab import Lab, LabError
 from bgplab.lab.plan import LabPlan
+from bgplab.lab.scenario import Runner, ScenarioError, load_scenario
 from bgplab.lab.state import LabState, labs
 from bgplab.lab.topology import LAB_NAME, TopologyError, load_topology, topology_schema
 
@@ -234,6 +235,21 @@ def cmd_restore(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    scenario = load_scenario(args.scenario)
+    lab = Lab.open(args.lab) if args.lab else None
+    if args.name and not LAB_NAME.fullmatch(args.name):
+        raise LabError(f"--name {args.name!r}: a lowercase letter, then up to 19 lowercase letters, digits or dashes")
+    result = Runner(scenario, lab=lab, keep=args.keep, name=args.name, progress=_progress(args)).run()
+    if sys.stderr.isatty() and not args.json:
+        sys.stderr.write("\n")
+    for option, render in ((args.junit, result.junit), (args.html, result.html)):
+        if option:
+            Path(option).write_text(render())
+    _out(args, result.to_json(), result.text())
+    return EXIT_OK if result.passed else EXIT_NOT_READY
+
+
 def _plan_of(args: argparse.Namespace) -> LabPlan:
     """The plan of a topology file, or of a running lab (`--lab`)."""
     if args.topology is not None:
@@ -322,6 +338,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--rate", type=float, help="impair: Mbps")
         p.add_argument("--delay", type=float, help="impair: ms (needs netem)")
         p.add_argument("--jitter", type=float, help="impair: ms (needs netem)")
+    p = add("run", cmd_run, "run a scenario: faults, waits and expectations, with a report")
+    p.add_argument("scenario", type=Path)
+    p.add_argument("--junit", help="also write a JUnit XML report here")
+    p.add_argument("--html", help="also write an HTML timeline here")
+    p.add_argument("--keep", action="store_true", help="leave the lab up afterwards")
+    p.add_argument("--name", help="bring the lab up under this name")
     add("schema", cmd_schema, "the topology file's JSON schema, for editors", lab_option=False)
     p = add("graph", cmd_graph, "a picture of a lab: SVG, or Mermaid text")
     p.add_argument("topology", nargs="?", type=Path, help="a topology file (default: the running lab, --lab)")
@@ -339,7 +361,7 @@ def main(argv: Sequence[str]) -> int:
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)
-    except (TopologyError, ConfigCheckError, FaultError) as exc:
+    except (TopologyError, ConfigCheckError, FaultError, ScenarioError) as exc:
         print(f"bgplab {args.command}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except LabError as exc:

@@ -8,6 +8,7 @@
 | `daemon` | a CE router | its BGP daemon killed (FRR: bgpd); restore restarts it with its config |
 | `drain` | an MSEE | maintenance drain: 12076 prepended on everything it advertises |
 | `peering` | a circuit (`--peering`) | the peering disabled: its sessions on both MSEEs down |
+| `filter` | a circuit | its Microsoft-peering route filter detached (restore: the configured one back) |
 | `bgp` | an MSEE (`--peering`, `--mode`) | far end: `silent` (hold expires), `notification`, `withdraw-all` |
 | `impair` | a physical link | loss %, rate; delay and jitter only where the kernel has netem |
 
@@ -30,7 +31,7 @@ from bgplab.lab.kinds.ours import OurNode
 from bgplab.lab.lab import Lab, LabError
 from bgplab.lab.plan import Endpoint, Link
 
-KINDS = ("link", "cut", "node", "daemon", "drain", "peering", "bgp", "impair")
+KINDS = ("link", "cut", "node", "daemon", "drain", "peering", "filter", "bgp", "impair")
 BGP_MODES = ("silent", "notification", "withdraw-all")
 _TABLE = "bgplab_fault"
 
@@ -265,6 +266,19 @@ class Faults:
     def _restore_peering(self, fault: Fault) -> None:
         for msee in self._circuit_msees(fault.target):
             self._call(msee, "peering", peering=fault.options.get("peering", "private"), enabled=True)
+
+    def _fail_filter(self, fault: Fault) -> None:
+        for msee in self._circuit_msees(fault.target):
+            self._call(msee, "route-filter", name=None)
+
+    def _restore_filter(self, fault: Fault) -> None:
+        model = self.lab.plan.expressroute or {}
+        peering = model.get("circuits", {}).get(fault.target, {}).get("peerings", {}).get("microsoft", {})
+        name = peering.get("route_filter")
+        if name is None:
+            raise FaultError(f"circuit {fault.target} has no route filter configured on Microsoft peering")
+        for msee in self._circuit_msees(fault.target):
+            self._call(msee, "route-filter", name=name)
 
     def _bgp(self, fault: Fault, on: bool) -> None:
         mode = fault.options.get("mode", "silent")

@@ -65,7 +65,7 @@ USER_KINDS = ("frr", "bird", "gobgp", "exabgp", "host")
 GENERATED_KINDS = ("msee", "gateway")
 PROFILES = ("fast", "azure")
 INTERNET_NODE = "azure-internet"
-INTENT_FIELDS = ("asn", "router_id", "announce", "prepend", "bfd", "neighbors")
+INTENT_FIELDS = ("asn", "router_id", "announce", "announce_range", "prepend", "bfd", "neighbors")
 GATEWAY_LINK_POOL = ipaddress.IPv4Network("169.254.0.0/16")
 """MSEE-to-gateway links: one /30 each, MSEE on the first host, gateway on the second."""
 INTERNET_LINK_POOL = ipaddress.IPv4Network("192.0.2.0/24")
@@ -217,6 +217,21 @@ class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+class PrefixRangeSpec(_Spec):
+    """Many prefixes at once, for prefix-limit rehearsals: `count` consecutive networks of the
+    size of `first`, starting there (e.g. first: 10.64.0.0/24, count: 3990)."""
+
+    first: Prefix
+    count: Annotated[int, Field(ge=1, le=1_000_000)]
+
+    @model_validator(mode="after")
+    def _fits(self) -> PrefixRangeSpec:
+        first = ipaddress.ip_network(self.first)
+        if int(first.network_address) + first.num_addresses * self.count > 1 << first.max_prefixlen:
+            raise ValueError(f"{self.count} networks of /{first.prefixlen} from {first} run past the address space")
+        return self
+
+
 class NeighborSpec(_Spec):
     """An extra BGP neighbor of a generated config (e.g. iBGP to the other CE)."""
 
@@ -236,6 +251,7 @@ class NodeSpec(_Spec):
     asn: Asn | None = Field(None, description="intent; default: peer_asn of its first circuit's first peering")
     router_id: Ipv4Address | None = Field(None, description="intent; default: first IPv4 loopback or address")
     announce: list[Prefix] = Field(default_factory=list, description="intent: prefixes it originates")
+    announce_range: PrefixRangeSpec | None = Field(None, description="intent: many consecutive prefixes as well")
     prepend: Annotated[int, Field(ge=0, le=10)] = Field(0, description="intent: AS-path prepend toward its MSEEs")
     bfd: bool = Field(True, description="intent: BFD to its MSEEs on IPv4 sessions")
     neighbors: list[NeighborSpec] = Field(default_factory=list, description="intent: extra BGP neighbors")
@@ -1151,7 +1167,10 @@ class _Expander:
             self.src.fail(
                 path, f"{name} has no IPv4 address to take a router ID from; give it router_id (or an IPv4 loopback)"
             )
-        return {"asn": asn, "router_id": router_id, "announce": list(node.announce), "neighbors": neighbors}
+        ranged = _expand(node.announce_range)
+        cover = _cover(ranged)
+        return {"asn": asn, "router_id": router_id, "announce": [*node.announce, *ranged], "announce_cover": cover,
+                "neighbors": neighbors}
 
     def _router_id(self, name: str) -> str | None:
         """First IPv4 loopback, else the first IPv4 address on an interface (the user's, then generated ones)."""
@@ -1197,3 +1216,20 @@ def load_topology(path: str | Path) -> LabPlan:
     """Read, check and expand a topology file; raises TopologyError (or OSError if it cannot be read)."""
     file = Path(path)
     return plan_from_text(file.read_text(), str(path), file.parent.absolute())
+
+
+def _expand(spec: PrefixRangeSpec | None) -> list[str]:
+    if spec is None:
+        return []
+    first = ipaddress.ip_network(spec.first)
+    size = first.num_addresses
+    base = int(first.network_address)
+    return [str(ipaddress.ip_network((base + i * size, first.prefixlen))) for i in range(spec.count)]
+
+
+def _cover(prefixes: list[str]) -> list[str]:
+    """The fewest blocks covering a range: one blackhole route each stands for thousands."""
+    nets = [ipaddress.ip_network(p) for p in prefixes]
+    v4 = [n for n in nets if isinstance(n, ipaddress.IPv4Network)]
+    v6 = [n for n in nets if isinstance(n, ipaddress.IPv6Network)]
+    return [str(n) for n in (*ipaddress.collapse_addresses(v4), *ipaddress.collapse_addresses(v6))]

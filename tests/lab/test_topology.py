@@ -164,6 +164,7 @@ def test_lab_ce_intents(lab: LabPlan) -> None:
             "asn": 65010,  # the private peering's peer_asn
             "router_id": "10.1.0.1",  # the first IPv4 loopback
             "announce": ["10.1.0.0/16"],
+            "announce_cover": [],
             "neighbors": [
                 msee_neighbor("192.168.100.130", "192.168.100.129", "S3cret", True, 0),
                 msee_neighbor("198.51.100.2", "198.51.100.1", None, True, 0),
@@ -176,6 +177,7 @@ def test_lab_ce_intents(lab: LabPlan) -> None:
             "asn": 65010,
             "router_id": "10.0.12.2",  # no loopback: the first IPv4 interface address
             "announce": ["10.1.0.0/16"],
+            "announce_cover": [],
             "neighbors": [
                 msee_neighbor("192.168.100.134", "192.168.100.133", "S3cret", False, 2),
                 msee_neighbor("198.51.100.6", "198.51.100.5", None, False, 2),
@@ -647,3 +649,22 @@ def test_vm_address_clash_with_the_segment_router() -> None:
 def test_not_a_mapping_and_empty_file() -> None:
     assert refusal("").message.startswith("expected a mapping with name, nodes, links and expressroute")
     assert refusal("- a\n").line == 1
+
+
+def test_announce_range_expands_and_is_covered_by_few_blocks() -> None:
+    plan = plan_from_text(
+        "name: r\nnodes:\n  r1: {kind: frr, asn: 65001, router_id: 10.0.0.1,\n"
+        "       announce_range: {first: 10.64.0.0/24, count: 3990}}\n",
+        "range.yaml", Path("."),
+    )
+    intent = plan.nodes["r1"].spec["intent"]
+    assert len(intent["announce"]) == 3990 and intent["announce"][:2] == ["10.64.0.0/24", "10.64.1.0/24"]
+    assert intent["announce"][-1] == "10.79.149.0/24"
+    assert intent["announce_cover"] == ["10.64.0.0/13", "10.72.0.0/14", "10.76.0.0/15", "10.78.0.0/16",
+                                        "10.79.0.0/17", "10.79.128.0/20", "10.79.144.0/22", "10.79.148.0/23"]
+
+
+def test_announce_range_past_the_address_space_is_refused() -> None:
+    with pytest.raises(TopologyError, match=r"range.yaml:4: nodes.r1.announce_range: .*run past the address space"):
+        plan_from_text("name: r\nnodes:\n  r1: {kind: frr, asn: 65001,\n    announce_range: {first: 255.255.255.0/24, "
+                       "count: 2}}\n", "range.yaml", Path("."))

@@ -9,6 +9,7 @@ applied through vtysh, which sends each line to the daemon that owns it, as `frr
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import shutil
 import subprocess
@@ -93,8 +94,7 @@ class FrrNode:
         self._wait_zebra_clients()
         # Line by line in one vtysh session, not `vtysh -f`: a file load is a "configuration
         # transaction" during which bgpd holds every peer back, then waits seconds more.
-        config = self.workdir / "frr.conf"
-        lines = [line for line in config.read_text().splitlines() if line.strip() and not line.startswith("!")]
+        lines = bgp_last((self.workdir / "frr.conf").read_text())
         loaded = self.vtysh_raw([a for line in ["configure terminal", *lines] for a in ("-c", line)])
         if loaded.returncode != 0:
             raise ConfigCheckError(f"{self.node.name}: FRR refused its config while loading it: "
@@ -233,6 +233,29 @@ class FrrNode:
         return rows
 
 
+def bgp_last(text: str) -> list[str]:
+    """The config's lines with every `router bgp` block moved to the end.
+
+    Applied line by line, a neighbour's route-map or prefix-list that is defined further down
+    (as `show running-config` prints them) would not exist yet when the neighbour is configured,
+    and bgpd then filters everything out and does not look again; FRR's own file load defers
+    that, at the price of holding every peer back for seconds.
+    """
+    blocks: list[list[str]] = []
+    for line in text.splitlines():
+        if not line.strip() or line.startswith("!"):
+            continue
+        if not line[0].isspace() and (not blocks or blocks[-1][-1].strip() in ("exit", "end") or
+                                      not blocks[-1][0].startswith(("router ", "interface ", "bfd", "route-map ",
+                                                                    "vrf ", "segment-routing", "key chain"))):
+            blocks.append([line])
+        else:
+            blocks[-1].append(line) if blocks else blocks.append([line])
+    first = [b for b in blocks if not b[0].startswith("router bgp")]
+    last = [b for b in blocks if b[0].startswith("router bgp")]
+    return [line for block in first + last for line in block]
+
+
 def render_intent(name: str, intent: dict[str, Any], profile: str) -> str:
     """An FRR config for a CE from the topology's intent: its MSEE sessions (BFD, MD5, prepend)
     and any user neighbours, the prefixes it announces (each with a blackhole route so that it
@@ -244,12 +267,22 @@ def render_intent(name: str, intent: dict[str, Any], profile: str) -> str:
         tx, rx, mult = MSEE_BFD
         lines += ["bfd", " profile msee", f"  transmit-interval {tx}", f"  receive-interval {rx}",
                   f"  detect-multiplier {mult}", " exit", "exit", "!"]
-    for prefix in intent.get("announce", []):
+    # One blackhole per announced prefix, except that a range (announce_range) gets one per
+    # covering block: staticd takes ~30 ms a route, bgpd's `network` a fraction of a millisecond.
+    covers = [str(c) for c in intent.get("announce_cover", [])]
+    statics = [p for p in intent.get("announce", []) if not _covered(p, covers)]
+    for prefix in [*statics, *covers]:
         lines.append(f"{'ipv6' if ':' in prefix else 'ip'} route {prefix} blackhole")
+    # Route-maps before the neighbours that use them: an outbound route-map that does not exist
+    # yet denies everything, and bgpd would not look again until something else changes.
+    for count in sorted({int(n["prepend"]) for n in intent.get("neighbors", []) if n.get("prepend")}):
+        lines += [f"route-map {_prepend_map(count)} permit 10", f" set as-path prepend {' '.join([str(asn)] * count)}",
+                  "exit", "!"]
     lines += [f"router bgp {asn}"]
     if intent.get("router_id"):
         lines.append(f" bgp router-id {intent['router_id']}")
-    lines += [" no bgp ebgp-requires-policy", " no bgp default ipv4-unicast", " bgp log-neighbor-changes"]
+    lines += [" no bgp ebgp-requires-policy", " no bgp default ipv4-unicast", " bgp log-neighbor-changes",
+              " no bgp network import-check"]
     fast = profile == "fast"
     for n in intent.get("neighbors", []):
         a = n["address"]
@@ -278,10 +311,13 @@ def render_intent(name: str, intent: dict[str, Any], profile: str) -> str:
         lines += [f"  network {p}" for p in prefixes]
         lines.append(" exit-address-family")
     lines += ["exit", "!"]
-    for count in sorted({int(n["prepend"]) for n in intent.get("neighbors", []) if n.get("prepend")}):
-        lines += [f"route-map {_prepend_map(count)} permit 10", f" set as-path prepend {' '.join([str(asn)] * count)}",
-                  "exit", "!"]
     return "\n".join(lines) + "\n"
+
+
+def _covered(prefix: str, covers: list[str]) -> bool:
+    network = ipaddress.ip_network(prefix)
+    return any(network.version == c.version and network.subnet_of(c)  # type: ignore[arg-type]
+               for c in map(ipaddress.ip_network, covers))
 
 
 def _prepend_map(count: int) -> str:
