@@ -256,6 +256,7 @@ class Runner:
         self.say = progress or (lambda _: None)
         self.lab: Lab | None = lab
         self.probes: dict[str, Probe] = {}
+        self.done: list[StepResult] = []
 
     def run(self) -> ScenarioResult:
         started = time.monotonic()
@@ -288,6 +289,15 @@ class Runner:
             result.ended = time.monotonic()
             if self.given is None and not self.keep:
                 lab.down()
+        return result
+
+    def check(self, expectation: Mapping[str, Any], within: float | None = None) -> StepResult:
+        """One expectation (as a scenario step writes it) on the running lab, eventually."""
+        step = Step(len(self.done), "measure" if "loss_window" in expectation else "expect", dict(expectation),
+                    None, within)
+        result = self._step(step, ScenarioResult(self.scenario, self.lab.plan.name if self.lab else "",
+                                                 self.lab.plan.profile if self.lab else "fast", time.monotonic()))
+        self.done.append(result)
         return result
 
     def _start_probes(self) -> None:
