@@ -16,6 +16,7 @@ import struct
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from itertools import islice
 from typing import TYPE_CHECKING
 
 from bgplab.bgp.connection import Connection, Link
@@ -61,6 +62,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("bgplab.speaker")
 
 _WRITE_BATCH = 256 * 1024
+_SEND_CHUNK = 256
+"""Pending changes put through export policy and encoded between looks at the clock (see `_send_batch`)."""
+_SEND_TURN = 0.005
+"""Seconds of that work per event-loop turn before the sender lets the rest of the loop run."""
 _REFRESH_INTERVAL = 1.0
 _BORR = RouteRefreshSubtype.BEGINNING_OF_ROUTE_REFRESH
 _EORR = RouteRefreshSubtype.END_OF_ROUTE_REFRESH
@@ -399,7 +404,7 @@ class Peer:
             self.speaker._emit(RoutesWithdrawn(now, self.address, family, keys, reason))
         rib = self.speaker.rib
         if rib is not None:
-            self.speaker._propagate(rib.withdraw(self.address, family, keys))
+            self.speaker._propagate(rib.apply(self.address, family, keys, None))
 
     def accepted_count(self, family: Family) -> int:
         """Prefixes accepted by import policy (all received ones when the speaker keeps no Loc-RIB)."""
@@ -506,12 +511,40 @@ class Peer:
     async def _send_batch(
         self, link: Link, negotiated: Negotiated, family: Family, batch: dict[int, PathAttributes | None]
     ) -> None:
-        """Send a batch of changes: export policy per attribute set, Adj-RIB-Out kept to send only real changes."""
+        """Send a batch of changes, yielding to the loop after every `_SEND_TURN` of work.
+
+        A batch can be a whole table (a session coming up, a refresh, a full feed from another
+        peer); put through export policy and encoded in one go it would hold the loop for as
+        long as that takes, and keepalives and BFD share the loop. A time budget rather than a
+        count, as a change costs from a dict lookup (rejected by export policy) to an UPDATE of
+        its own, and the sender must keep up with ingest however cheap its work is. The batch is
+        no longer in `_pending`, so it is not changed while this awaits; newer changes queue
+        behind it.
+        """
+        loop = asyncio.get_running_loop()
+        items = iter(batch.items())
+        messages: list[bytes] = []
+        turn_ends = loop.time() + _SEND_TURN
+        while chunk := list(islice(items, _SEND_CHUNK)):
+            messages += self._encode(link, negotiated, family, chunk)
+            if loop.time() >= turn_ends:
+                if messages:
+                    await self._write(link, messages)
+                else:
+                    await asyncio.sleep(0)
+                messages = []
+                turn_ends = loop.time() + _SEND_TURN
+        await self._write(link, messages)
+
+    def _encode(
+        self, link: Link, negotiated: Negotiated, family: Family, chunk: list[tuple[int, PathAttributes | None]]
+    ) -> list[bytes]:
+        """The UPDATEs for some changes: export policy per attribute set, Adj-RIB-Out kept to send only real changes."""
         max_len = negotiated.max_message_length
         out = self.adj_rib_out.setdefault(family, {})
         withdrawn: list[int] = []
         groups: dict[int, tuple[PathAttributes, list[int]]] = {}
-        for key, attrs in batch.items():
+        for key, attrs in chunk:
             if attrs is None:
                 if out.pop(key, None) is not None:
                     withdrawn.append(key)
@@ -534,12 +567,12 @@ class Peer:
                     withdrawn += [k for k in ks if out.pop(k, None) is not None]
                 else:
                     announce.append((exported, ks))
-        if withdrawn:
-            await self._write(link, pack_withdrawals(family, withdrawn, max_len))
+        messages = pack_withdrawals(family, withdrawn, max_len) if withdrawn else []
         for exported, keys in announce:
             out.update(dict.fromkeys(keys, exported))
             hops = (exported.next_hop,) if exported.next_hop else ()
-            await self._write(link, pack_announcements(family, exported, keys, negotiated.codec, max_len, hops))
+            messages += pack_announcements(family, exported, keys, negotiated.codec, max_len, hops)
+        return messages
 
     async def _write(self, link: Link, messages: list[bytes]) -> None:
         """Write in batches, yielding to the loop and waiting while the socket buffer is full."""

@@ -67,6 +67,27 @@ class Change:
         return self.paths[0] if self.paths else None
 
 
+@dataclass(slots=True)
+class Reselected:
+    """What one update or withdrawal changed in one family, with no object per prefix.
+
+    A full table passes through here, and building a `Change` per prefix cost more than the
+    decision itself. `picks` holds each changed prefix's selected slots, best first (empty once
+    no path is left); `LocRib.changes` turns them into `Change`s for whoever wants those.
+    `best` holds the same prefixes' best paths grouped by the peer they came from (None: no
+    path left), the form exporting needs: a speaker decides once per (peer, source) and hands
+    each peer whole dicts.
+    """
+
+    family: Family
+    picks: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    best: dict[str | None, dict[int, PathAttributes | None]] = field(default_factory=dict)
+
+
+_Verdict = tuple[tuple[int, ...], bool, dict[int, PathAttributes | None], dict[int, PathAttributes] | None]
+"""See `LocRib._verdict`."""
+
+
 @dataclass
 class _Slot:
     peer: str
@@ -89,13 +110,11 @@ class LocRib:
         self._by_peer: dict[str, int] = {}
         self._selected: dict[Family, dict[int, tuple[int, ...]]] = {}
         self._interned: dict[tuple[int, ...], tuple[int, ...]] = {}
-        self._memo: dict[tuple[int, ...], tuple[tuple[int, ...], list[PathAttributes]]] = {}
         self.add_peer(LOCAL, PeerInfo("0.0.0.0", router_id, local_asn, ebgp=False))
 
     # ---- peers
 
     def add_peer(self, peer: str, info: PeerInfo) -> None:
-        self._memo.clear()
         if peer in self._by_peer:
             self._slots[self._by_peer[peer]] = _Slot(peer, info, self._slots[self._by_peer[peer]].tables)  # type: ignore[union-attr]
             return
@@ -115,7 +134,6 @@ class LocRib:
             changes += self.withdraw(peer, family, list(table))
         del self._by_peer[peer]
         self._slots[slot] = None
-        self._memo.clear()
         return changes
 
     def peers(self) -> list[str]:
@@ -134,25 +152,36 @@ class LocRib:
     # ---- routes
 
     def update(self, peer: str, family: Family, keys: Iterable[int], attrs: PathAttributes) -> list[Change]:
-        slot_index = self._by_peer[peer]
-        slot = self._slots[slot_index]
-        assert slot is not None
-        table = slot.tables.setdefault(family, {})
-        keys = list(keys)
-        table.update(dict.fromkeys(keys, attrs))
-        return self._reselect(family, keys, slot_index)
+        return self.changes(self.apply(peer, family, keys, attrs))
 
     def withdraw(self, peer: str, family: Family, keys: Iterable[int]) -> list[Change]:
-        slot_index = self._by_peer.get(peer)
+        return self.changes(self.apply(peer, family, keys, None))
+
+    def apply(self, peer: str, family: Family, keys: Iterable[int], attrs: PathAttributes | None) -> Reselected:
+        """`update` (or, with `attrs` None, `withdraw`) returning the compact `Reselected`."""
+        slot_index = self._by_peer.get(peer) if attrs is None else self._by_peer[peer]
         if slot_index is None:
-            return []
+            return Reselected(family)
         slot = self._slots[slot_index]
         assert slot is not None
-        table = slot.tables.get(family)
-        if not table:
-            return []
-        gone = [k for k in keys if table.pop(k, None) is not None]
-        return self._reselect(family, gone, slot_index)
+        if attrs is None:
+            table = slot.tables.get(family)
+            if not table:
+                return Reselected(family)
+            pop = table.pop
+            keys = [k for k in keys if pop(k, None) is not None]
+        else:
+            keys = list(keys)
+            slot.tables.setdefault(family, {}).update(dict.fromkeys(keys, attrs))
+        return self._reselect(family, keys, slot_index)
+
+    def changes(self, reselected: Reselected) -> list[Change]:
+        """The `Change`s of a `Reselected`, in the order its prefixes were given. The paths are
+        read from the tables as they are now: call this before the Loc-RIB changes again."""
+        family, path = reselected.family, self._path
+        return [
+            Change(family, key, tuple(path(family, key, i) for i in picks)) for key, picks in reselected.picks.items()
+        ]
 
     def paths(self, family: Family, key: int) -> list[tuple[str, PathAttributes]]:
         """Every candidate for a prefix, in peer order (not ranked)."""
@@ -165,6 +194,18 @@ class LocRib:
     def table(self, family: Family) -> dict[int, tuple[int, ...]]:
         """Prefix -> selected slots; use `selected()` for the paths themselves."""
         return self._selected.get(family, {})
+
+    def best_paths(self, family: Family) -> dict[str, dict[int, PathAttributes]]:
+        """Every prefix's best path, grouped by the peer it came from: what a speaker exports,
+        deciding per source rather than per prefix."""
+        live = [(s.peer, s.tables.get(family, {})) if s is not None else ("", {}) for s in self._slots]
+        by_slot: dict[int, dict[int, PathAttributes]] = {}
+        for key, picks in self._selected.get(family, {}).items():
+            group = by_slot.get(picks[0])
+            if group is None:
+                group = by_slot[picks[0]] = {}
+            group[key] = live[picks[0]][1][key]
+        return {live[i][0]: routes for i, routes in by_slot.items()}
 
     def adj_rib_in(self, peer: str, family: Family) -> dict[int, PathAttributes]:
         slot = self._slots[self._by_peer[peer]]
@@ -184,43 +225,57 @@ class LocRib:
         assert s is not None
         return (s.peer, s.tables[family][key])
 
-    def _reselect(self, family: Family, keys: list[int], touched: int) -> list[Change]:
+    def _reselect(self, family: Family, keys: list[int], touched: int) -> Reselected:
+        """Decide again for `keys`, whose path from slot `touched` was just set (all to one
+        attribute object) or withdrawn.
+
+        The verdict for a prefix then depends only on which attribute objects the other slots
+        hold for it, so it is taken once per distinct combination of their identities and
+        reused for every prefix that shares it: one decision per UPDATE from each peer, not per
+        prefix. Identities are stable here, as the tables hold every object for the whole call.
+        With two peers there is one other slot, and its object's id alone is the combination.
+        """
+        result = Reselected(family)
         selected = self._selected.setdefault(family, {})
         tables = [(i, t) for i, s in enumerate(self._slots) if s is not None and (t := s.tables.get(family))]
-        changes: list[Change] = []
-        single = len(tables) == 1
+        others = [t.get for i, t in tables if i != touched]
+        other = others[0] if len(others) == 1 else None
+        verdicts: dict[int | tuple[int, ...], _Verdict] = {}
+        picks = result.picks
         for key in keys:
-            if single:
-                i, t = tables[0]
-                new: tuple[int, ...] = self._intern((i,)) if key in t else ()
-            else:
-                cands = [(i, t[key]) for i, t in tables if key in t]
-                new = self._rank(cands) if cands else ()
+            sig = id(other(key)) if other is not None else tuple([id(get(key)) for get in others])
+            verdict = verdicts.get(sig)
+            if verdict is None:
+                verdict = verdicts[sig] = self._verdict(result, key, tables, touched)
+            new, touched_in_new, group, source = verdict
             old = selected.get(key, ())
             if new:
                 selected[key] = new
             elif old:
                 del selected[key]
-            if new != old or touched in new:
-                changes.append(Change(family, key, tuple(self._path(family, key, i) for i in new)))
-        return changes
+            if new != old or touched_in_new:
+                picks[key] = new
+                group[key] = source[key] if source is not None else None
+        if len(result.best) > 1 or not picks:  # a verdict that changed no prefix left its group empty
+            result.best = {source: routes for source, routes in result.best.items() if routes}
+        return result
+
+    def _verdict(
+        self, result: Reselected, key: int, tables: list[tuple[int, dict[int, PathAttributes]]], touched: int
+    ) -> _Verdict:
+        """Decide for `key`: its picks, whether they hold the touched slot (its attributes
+        changed, so the prefix changed even if the picks did not), and where in `result.best`
+        its best path goes, with the table to read that path from (None when no path is left)."""
+        cands = [(i, a) for i, t in tables if (a := t.get(key)) is not None]
+        picks = self._decide(cands) if len(cands) > 1 else self._intern(tuple(i for i, _ in cands))
+        if not picks:
+            return picks, False, result.best.setdefault(None, {}), None
+        slot = self._slots[picks[0]]
+        assert slot is not None
+        return picks, touched in picks, result.best.setdefault(slot.peer, {}), slot.tables[result.family]
 
     def _intern(self, picks: tuple[int, ...]) -> tuple[int, ...]:
         return self._interned.setdefault(picks, picks)
-
-    def _rank(self, cands: list[tuple[int, PathAttributes]]) -> tuple[int, ...]:
-        """Memoised on the candidates' identities: prefixes that share attribute objects share a verdict."""
-        if len(cands) == 1:
-            return self._intern((cands[0][0],))
-        memo_key = tuple(x for i, a in cands for x in (i, id(a)))
-        hit = self._memo.get(memo_key)
-        if hit is not None and all(kept is a for kept, (_, a) in zip(hit[1], cands, strict=True)):
-            return hit[0]
-        picks = self._decide(cands)
-        if len(self._memo) > 65536:
-            self._memo.clear()
-        self._memo[memo_key] = (picks, [a for _, a in cands])  # the references keep the ids valid
-        return picks
 
     def _decide(self, cands: list[tuple[int, PathAttributes]]) -> tuple[int, ...]:
         local = self._by_peer[LOCAL]
@@ -258,26 +313,35 @@ class LocRib:
         return None
 
     def _eliminate(self, cands: list[tuple[int, PathAttributes]]) -> list[tuple[int, PathAttributes]]:
-        """RFC 4271 9.1.2.2 (a) to (d): each step keeps only the most preferred; what is left ties."""
-        top = max(self._local_pref(a) for _, a in cands)
-        cands = [c for c in cands if self._local_pref(c[1]) == top]
-        shortest = min(a.as_path_length() for _, a in cands)
-        cands = [c for c in cands if c[1].as_path_length() == shortest]
-        lowest = min(a.origin or 0 for _, a in cands)
-        cands = [c for c in cands if (c[1].origin or 0) == lowest]
-        if len(cands) > 1:
-            if self.options.always_compare_med:
-                best_med = min(self._med(a) for _, a in cands)
-                cands = [c for c in cands if self._med(c[1]) == best_med]
-            else:
-                group_best: dict[int | None, int] = {}
-                for _, a in cands:
-                    n = self._neighbour_as(a)
-                    group_best[n] = min(group_best.get(n, 0xFFFFFFFF + 1), self._med(a))
-                cands = [c for c in cands if self._med(c[1]) == group_best[self._neighbour_as(c[1])]]
-        if len(cands) > 1 and any(self._info(i).ebgp for i, _ in cands):
-            cands = [c for c in cands if self._info(c[0]).ebgp]
-        return cands
+        """RFC 4271 9.1.2.2 (a) to (d): each step keeps only the most preferred; what is left ties.
+
+        Steps (a) to (c) are one lexicographic minimum of (-LOCAL_PREF, AS path length, ORIGIN):
+        it keeps exactly what the three steps one after another keep, with each attribute read
+        once. This runs once per UPDATE from each peer of a full table, so that matters, as does
+        the common case of paths that agree on everything these steps look at: all are kept.
+        """
+        always = self.options.always_compare_med
+        facts = [
+            (
+                (-self._local_pref(a), a.as_path_length(), a.origin or 0),
+                None if always else self._neighbour_as(a),
+                self._med(a),
+                self._info(i).ebgp,
+            )
+            for i, a in cands
+        ]
+        if facts.count(facts[0]) == len(facts):
+            return cands
+        top = min(rank for rank, _, _, _ in facts)
+        kept = [(c, f) for c, f in zip(cands, facts, strict=True) if f[0] == top]
+        if len(kept) > 1:
+            group_best: dict[int | None, int] = {}
+            for _, (_, group, med, _) in kept:
+                group_best[group] = min(group_best.get(group, med), med)
+            kept = [(c, f) for c, f in kept if f[2] == group_best[f[1]]]
+        if len(kept) > 1 and any(f[3] for _, f in kept):
+            kept = [(c, f) for c, f in kept if f[3]]
+        return [c for c, _ in kept]
 
     def _pairwise(self, cands: list[tuple[int, PathAttributes]]) -> list[tuple[int, PathAttributes]]:
         """Non-deterministic MED: walk the paths in peer order, keeping the better of each pair."""

@@ -205,6 +205,31 @@ def test_memo_never_confuses_different_attribute_objects() -> None:
         assert best(r) == winner
 
 
+def test_apply_reports_changes_compactly_with_best_paths_by_source() -> None:
+    r = rib(A, B)
+    a, b = attrs(65001), attrs(65002)
+    first = r.apply(A[0], IPV4_UNICAST, [P, Q], a)
+    assert first.picks.keys() == {P, Q} and first.best == {A[0]: {P: a, Q: a}}
+    assert r.apply(B[0], IPV4_UNICAST, [P], b).picks == {}  # B loses P: nothing changes
+    gone = r.apply(A[0], IPV4_UNICAST, [P, Q], None)
+    assert gone.best == {B[0]: {P: b}, None: {Q: None}}
+    assert {c.key: c.paths for c in r.changes(gone)} == {P: ((B[0], b),), Q: ()}
+    assert r.best_paths(IPV4_UNICAST) == {B[0]: {P: b}}
+
+
+def test_one_update_decides_per_combination_of_the_other_paths() -> None:
+    """The prefixes of one UPDATE share a verdict only where the other peers hold the same objects."""
+    r = rib(A, B)
+    short, long = attrs(65002), attrs(65002, 65009, 65010)
+    r.update(B[0], IPV4_UNICAST, [P], short)  # B beats A's two-AS path for P ...
+    r.update(B[0], IPV4_UNICAST, [Q], long)  # ... but not for Q; R is A's alone
+    R = parse_prefix("192.0.2.0/24")[1]
+    mine = attrs(65001, 65003)
+    result = r.apply(A[0], IPV4_UNICAST, [P, Q, R], mine)
+    assert result.best == {A[0]: {Q: mine, R: mine}}
+    assert [best(r, key) for key in (P, Q, R)] == [B[0], A[0], A[0]]
+
+
 @pytest.mark.parametrize("n", [1, 1000])
 def test_many_prefixes_one_update(n: int) -> None:
     r = rib(A, B, max_paths=2)

@@ -84,6 +84,42 @@ async def test_session_loss_withdraws_downstream(tri: Triangle) -> None:
     assert tri.r.rib is not None and len(tri.r.rib) == 0
 
 
+async def test_a_table_goes_through_the_router_over_many_loop_turns(
+    tri: Triangle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """R's sender yields after every chunk; changes that arrive meanwhile queue behind the batch."""
+    monkeypatch.setattr("bgplab.bgp.peer._SEND_TURN", 0.0)
+    keys = [parse_prefix(f"10.{i >> 8}.{i & 255}.0/24")[1] for i in range(5000)]
+    tri.a.announce(IPV4_UNICAST, keys, ROUTE)
+    await eventually(lambda: len(tri.at(tri.r, "127.0.0.51")) == len(keys), what="the table at R")
+    tri.a.withdraw(IPV4_UNICAST, keys[::2])
+    await eventually(lambda: set(tri.at(tri.b, "127.0.0.50")) == set(keys[1::2]), what="half the table at B")
+    assert tri.at(tri.b, "127.0.0.50")[keys[1]].asns() == [65000, 65001]
+
+
+async def test_a_lost_table_leaves_over_many_loop_turns_and_a_new_session_waits_for_it(
+    tri: Triangle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("bgplab.bgp.speaker._WITHDRAW_SLICE", 10)
+    keys = [parse_prefix(f"10.0.{i}.0/24")[1] for i in range(200)]
+    tri.a.announce(IPV4_UNICAST, keys, ROUTE)
+    await eventually(lambda: len(tri.at(tri.b, "127.0.0.50")) == len(keys), what="A's routes at B")
+    rib = tri.r.rib
+    assert rib is not None
+    peer_a = tri.r.peer("127.0.0.51")
+    assert peer_a.negotiated is not None
+    tri.r._routes_gone(peer_a)  # as when the session ends: 10 prefixes go at once, the rest later
+    assert len(rib) == len(keys) - 10
+    tri.r._register(peer_a, peer_a.negotiated)  # as when it comes back: the rest go first
+    assert len(rib) == 0
+    await eventually(lambda: not tri.at(tri.b, "127.0.0.50"), what="withdrawn at B")
+    tri.a.announce(IPV4_UNICAST, keys, ROUTE)  # what A sends now is not taken out by the old session
+    await eventually(lambda: len(tri.at(tri.b, "127.0.0.50")) == len(keys), what="A's routes back at B")
+    await tri.a.stop()
+    await eventually(lambda: len(rib) == 0, what="a real session end, a slice per loop turn")
+    await eventually(lambda: not tri.at(tri.b, "127.0.0.50"), what="all withdrawn at B")
+
+
 async def test_import_policy_replaced_at_run_time_without_a_reset(tri: Triangle) -> None:
     rec = Recorder(tri.r)
     deny_p = Policy((Term("no-P", Match(prefixes=(PrefixEntry("203.0.113.0/24"),)), action="reject"),))
