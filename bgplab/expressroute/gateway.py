@@ -131,6 +131,7 @@ class Gateway:
                     min_hold_time=t.min_hold,
                     connect_retry=t.connect_retry,
                     idle_hold=t.idle_hold,
+                    idle_hold_max=t.idle_hold_max,
                     group=MSEE_GROUP,
                     # No transit: what one circuit taught us never goes to another (section 11).
                     export_groups=frozenset({"local"}),

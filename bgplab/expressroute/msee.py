@@ -192,6 +192,7 @@ class Msee:
             "min_hold_time": t.min_hold,
             "connect_retry": t.connect_retry,
             "idle_hold": t.idle_hold,
+            "idle_hold_max": t.idle_hold_max,
         }
 
     def _customer_config(self, peering: Peering, version: int, address: str, local: str, port: int) -> PeerConfig:

@@ -26,6 +26,9 @@ class Timers:
     bfd: BfdSettings | None = MSEE_BFD
     connect_retry: float = 5.0
     idle_hold: float = 1.0
+    idle_hold_max: float = 60.0
+    """The idle hold after repeated failures doubles up to this (damping a flapping peer); while it
+    runs, the session waits, so it bounds how long a healed link can take to come back."""
 
     @classmethod
     def profile(cls, name: str) -> Timers:
@@ -33,5 +36,5 @@ class Timers:
             return cls()
         if name == "fast":
             # CI: sessions up and down in seconds; BFD stays at the MSEE's own 300 ms x 3.
-            return cls(keepalive=3, hold=9, min_hold=3, connect_retry=1.0, idle_hold=0.2)
+            return cls(keepalive=3, hold=9, min_hold=3, connect_retry=1.0, idle_hold=0.2, idle_hold_max=2.0)
         raise ValueError(f"timer profile {name!r}: expected one of {', '.join(PROFILES)}")
