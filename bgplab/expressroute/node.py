@@ -12,6 +12,8 @@ Config (the `expressroute` block is the model's data, see bgplab.expressroute.mo
     name: msee1
     control: /run/bgplab/lab/msee1.sock
     profile: fast                 # azure (default) | fast
+    timers: {hold: 9, bfd: {interval_ms: 100, multiplier: 3}}   # overrides of the profile's timers;
+                                  #   bfd: null turns BFD off (default: 300 ms x 3, as the MSEE runs)
     expressroute: {circuits: ..., route_filters: ..., vnets: ...}
     # msee
     circuit: contoso-ams
@@ -42,13 +44,14 @@ from typing import Any, Protocol
 
 import yaml
 
+from bgplab.bgp.peer import BfdSettings
 from bgplab.expressroute.control import ControlServer, EventHub, Handler
 from bgplab.expressroute.gateway import Gateway, MseeNeighbor
 from bgplab.expressroute.model import Model, ModelError, PeeringType, Side
 from bgplab.expressroute.msee import GatewayNeighbor, Msee, PeeringPlace
 from bgplab.expressroute.rules import MseeRules
 from bgplab.expressroute.services import load_catalogue
-from bgplab.expressroute.timers import PROFILES, Timers
+from bgplab.expressroute.timers import MSEE_BFD, PROFILES, Timers
 
 KINDS = ("msee", "gateway")
 
@@ -119,13 +122,44 @@ def _timers(r: _Reader, data: Mapping[str, Any]) -> Timers:
     timers = Timers.profile(profile)
     overrides = data.get("timers")
     if overrides is not None:
-        names = [f.name for f in fields(Timers) if f.name != "bfd"]
-        overrides = r.mapping(overrides, "timers", names)
+        names = [f.name for f in fields(Timers)]
+        overrides = dict(r.mapping(overrides, "timers", names))
+        if "bfd" in overrides:
+            overrides["bfd"] = _bfd(r, overrides["bfd"], timers.bfd)
         try:
-            timers = Timers(**{**{n: getattr(timers, n) for n in names}, "bfd": timers.bfd, **overrides})
+            timers = Timers(**{**{n: getattr(timers, n) for n in names}, **overrides})
         except TypeError as exc:
             raise r.fail("timers", str(exc)) from None
     return timers
+
+
+BFD_INTERVAL_MS = (10, 60000)
+"""The interval range a customer's router accepts (FRR's, and Cisco's and Juniper's lie within it)."""
+BFD_MULTIPLIER = (2, 255)
+
+
+def _bfd(r: _Reader, value: Any, current: BfdSettings | None) -> BfdSettings | None:
+    """`timers.bfd`: null (BFD off) or {interval_ms, multiplier}, each defaulting to the MSEE's own
+    300 ms x 3; the one interval is both what the MSEE sends at and what it asks to receive."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise r.fail("timers.bfd", f"{value!r}: expected {{interval_ms: N, multiplier: M}}, or null to turn BFD off")
+    spec = r.mapping(value, "timers.bfd", ("interval_ms", "multiplier"))
+    base = current or MSEE_BFD
+    checked: dict[str, int] = {}
+    for key, (low, high), default, what in (
+        ("interval_ms", BFD_INTERVAL_MS, base.desired_min_tx, "milliseconds"),
+        ("multiplier", BFD_MULTIPLIER, base.multiplier, "packets"),
+    ):
+        got = spec.get(key, default)
+        if isinstance(got, float) and got.is_integer():
+            got = int(got)
+        if isinstance(got, bool) or not isinstance(got, int) or not low <= got <= high:
+            raise r.fail(f"timers.bfd.{key}", f"{got!r}: expected a whole number of {what}, {low}..{high}")
+        checked[key] = got
+    interval = float(checked["interval_ms"])
+    return BfdSettings(interval, interval, checked["multiplier"])
 
 
 def build_node(data: Mapping[str, Any], source: str) -> tuple[Node, str]:

@@ -204,3 +204,33 @@ def test_node_config_that_is_not_yaml_says_so(tmp_path: Path) -> None:
     path.write_text("kind: msee\n  name: [unclosed\n")
     with pytest.raises(NodeConfigError, match=r"bad\.yaml: not valid YAML"):
         load_config(path)
+
+
+def test_node_config_timers_set_or_turn_off_bfd_and_name_the_field_when_wrong(tmp_path: Path) -> None:
+    fast, _ = build_node(load_config(node_file(tmp_path, timers={"bfd": {"interval_ms": 100, "multiplier": 3}})),
+                         "msee1.json")
+    assert isinstance(fast, Msee) and fast.timers.bfd is not None
+    settings = fast.timers.bfd
+    assert (settings.desired_min_tx, settings.required_min_rx, settings.multiplier) == (100, 100, 3)
+    assert fast.timers.hold == Timers.profile("fast").hold  # the profile's other timers stay
+    bfd = customer_config(fast).bfd
+    assert bfd is not None and (bfd.desired_min_tx, bfd.multiplier) == (100, 3)  # what the IPv4 sessions run
+    off, _ = build_node(load_config(node_file(tmp_path, timers={"bfd": None, "hold": 30})), "msee1.json")
+    assert isinstance(off, Msee) and off.timers.bfd is None and off.timers.hold == 30
+    assert customer_config(off).bfd is None
+    five, _ = build_node(load_config(node_file(tmp_path, timers={"bfd": {"multiplier": 5}})), "msee1.json")
+    assert isinstance(five, Msee) and five.timers.bfd is not None
+    assert (five.timers.bfd.desired_min_tx, five.timers.bfd.multiplier) == (300, 5)  # the interval stays 300 ms
+    for bfd_value, message in [
+        ({"interval_ms": 5}, "msee1.json: timers.bfd.interval_ms: 5: expected a whole number of milliseconds, "
+                             "10..60000"),
+        ({"interval_ms": "100ms"}, "msee1.json: timers.bfd.interval_ms: '100ms': expected a whole number"),
+        ({"interval_ms": 100, "multiplier": 1}, "msee1.json: timers.bfd.multiplier: 1: expected a whole number of "
+                                                "packets, 2..255"),
+        ({"interval_ms": 100, "mult": 3}, "msee1.json: timers.bfd: unknown key(s) mult; allowed: interval_ms, "
+                                          "multiplier"),
+        (True, "msee1.json: timers.bfd: True: expected {interval_ms: N, multiplier: M}, or null to turn BFD off"),
+    ]:
+        with pytest.raises(NodeConfigError) as err:
+            build_node(load_config(node_file(tmp_path, timers={"bfd": bfd_value})), "msee1.json")
+        assert message in str(err.value)

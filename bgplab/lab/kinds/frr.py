@@ -260,11 +260,24 @@ def render_intent(name: str, intent: dict[str, Any], profile: str) -> str:
     """An FRR config for a CE from the topology's intent: its MSEE sessions (BFD, MD5, prepend)
     and any user neighbours, the prefixes it announces (each with a blackhole route so that it
     is announced even before the more specific connected routes exist: on-prem traffic still
-    follows those, by longest match)."""
+    follows those, by longest match).
+
+    `bfd_timers: [tx_ms, rx_ms, multiplier]` in the intent replaces MSEE_BFD in the `msee` BFD
+    profile (e.g. [100, 100, 3]: the MSEE offers 300 ms, and the slower side sets the rate, so a
+    faster session needs both ends set)."""
     asn = int(intent["asn"])
     lines = ["frr defaults traditional", f"hostname {name}", "service integrated-vtysh-config", "!"]
     if any(n.get("bfd") for n in intent.get("neighbors", [])):
-        tx, rx, mult = MSEE_BFD
+        timers = intent.get("bfd_timers")
+        if timers is None:
+            tx, rx, mult = MSEE_BFD
+        elif (isinstance(timers, (list, tuple)) and len(timers) == 3
+              and all(isinstance(v, int) and not isinstance(v, bool) for v in timers)
+              and 10 <= timers[0] <= 60000 and 10 <= timers[1] <= 60000 and 2 <= timers[2] <= 255):
+            tx, rx, mult = timers
+        else:  # the ranges FRR's bfdd accepts
+            raise ValueError(f"{name}: intent bfd_timers {timers!r}: expected [transmit ms, receive ms, "
+                             "multiplier], intervals 10..60000, multiplier 2..255")
         lines += ["bfd", " profile msee", f"  transmit-interval {tx}", f"  receive-interval {rx}",
                   f"  detect-multiplier {mult}", " exit", "exit", "!"]
     # One blackhole per announced prefix, except that a range (announce_range) gets one per

@@ -1,0 +1,72 @@
+"""FRR configs from intent: `bfd_timers` sets the `msee` BFD profile, and FRR's own parser
+(`vtysh --dryrun -f`) accepts what is rendered."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bgplab.lab.kinds.frr import MSEE_BFD, render_intent
+
+INTENT: dict[str, Any] = {
+    "asn": 65010,
+    "router_id": "10.1.0.2",
+    "announce": ["10.1.0.0/16"],
+    "neighbors": [
+        {"address": "192.168.100.134", "asn": 12076, "md5": "Contoso2026", "bfd": True, "prepend": 2,
+         "local_address": "192.168.100.133", "families": ["ipv4"], "role": "msee"},
+        {"address": "10.0.12.1", "asn": 65010, "md5": None, "bfd": False, "prepend": 0, "local_address": None,
+         "families": ["ipv4"], "role": "user"},
+    ],
+}
+
+
+def bfd_profile(text: str) -> list[str]:
+    lines = text.splitlines()
+    start = lines.index(" profile msee")
+    return [line.strip() for line in lines[start + 1: start + 4]]
+
+
+def dryrun(tmp_path: Path, text: str) -> subprocess.CompletedProcess[str]:
+    if shutil.which("vtysh") is None:
+        pytest.skip("FRR's vtysh is not installed")
+    path = tmp_path / "frr.conf"
+    path.write_text(text)
+    return subprocess.run(["vtysh", "--dryrun", "-f", str(path)], capture_output=True, text=True, check=False)
+
+
+def test_without_bfd_timers_the_profile_is_the_msees_300ms_x3(tmp_path: Path) -> None:
+    text = render_intent("ce2", INTENT, "fast")
+    tx, rx, mult = MSEE_BFD
+    assert bfd_profile(text) == [f"transmit-interval {tx}", f"receive-interval {rx}", f"detect-multiplier {mult}"]
+    assert " neighbor 192.168.100.134 bfd profile msee" in text.splitlines()
+    proc = dryrun(tmp_path, text)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("timers", [[100, 100, 3], (50, 80, 5), [10, 10, 2]])
+def test_bfd_timers_override_the_profile_and_frr_accepts_the_config(tmp_path: Path, timers: Any) -> None:
+    text = render_intent("ce2", {**INTENT, "bfd_timers": timers}, "fast")
+    assert bfd_profile(text) == [f"transmit-interval {timers[0]}", f"receive-interval {timers[1]}",
+                                 f"detect-multiplier {timers[2]}"]
+    proc = dryrun(tmp_path, text)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_bfd_timers_without_a_bfd_neighbor_render_no_profile(tmp_path: Path) -> None:
+    quiet = {**INTENT, "bfd_timers": [100, 100, 3],
+             "neighbors": [{**n, "bfd": False} for n in INTENT["neighbors"]]}
+    text = render_intent("ce2", quiet, "fast")
+    assert "profile msee" not in text
+    assert dryrun(tmp_path, text).returncode == 0
+
+
+@pytest.mark.parametrize("timers", [[5, 100, 3], [100, 100, 1], [100, 100], "100x3", [100.0, 100, 3], [True, 100, 3]])
+def test_bfd_timers_frr_would_refuse_are_refused_naming_the_node(timers: Any) -> None:
+    expected = r"ce2: intent bfd_timers .*: expected \[transmit ms, receive ms, multiplier\]"
+    with pytest.raises(ValueError, match=expected):
+        render_intent("ce2", {**INTENT, "bfd_timers": timers}, "fast")
