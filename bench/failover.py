@@ -78,8 +78,10 @@ STEADY = 200
 """Packets in a row on one path that count as traffic flowing there."""
 WAIT_READY = 60.0
 WAIT_RESTORED = 150.0
-"""After a restore: our MSEE's idle hold doubles with each flap (0.2 s up to 60 s, reset after 60 s
-Established), so after a dozen cuts the primary sessions take a minute to come back."""
+"""After a restore: our MSEE's idle hold doubles with each flap, up to the profile's idle_hold_max
+(fast: 2 s; it was 60 s before fa12a40, and the primary then took a minute to come back after a
+dozen cuts), and resets only after 60 s Established; generous, so a slow return is a figure, not
+a failed run."""
 WAIT_SECONDARY = 20.0
 DISTURBED_CORES = 0.1
 """CPU outside the lab and the bench (machine-wide busy time minus theirs) above which a run is flagged."""
