@@ -24,7 +24,6 @@ from __future__ import annotations
 import ipaddress
 import re
 import subprocess
-import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -32,11 +31,11 @@ from typing import Any
 
 from bgplab.lab import system
 from bgplab.lab.kinds import ConfigCheckError
+from bgplab.lab.kinds.router import RouterNode
 from bgplab.lab.plan import LabPlan, Node
 from bgplab.lab.runtime.netns import NetnsRuntime
 
 MSEE_BFD = (300, 300, 3)
-START_TIMEOUT = 20.0
 _STATES = {"established": "established", "idle": "idle", "connect": "connect", "active": "active",
            "opensent": "opensent", "openconfirm": "openconfirm"}
 _BFD_STATES = {"up": "up", "down": "down", "init": "init", "admindown": "admindown"}
@@ -56,23 +55,16 @@ def protocol_name(address: str) -> str:
     return "bgp_" + re.sub(r"[^0-9A-Za-z]", "_", str(ipaddress.ip_address(address)))
 
 
-class BirdNode:
+class BirdNode(RouterNode):
+    program = "bird"
+    title = "BIRD"
+
     def __init__(self, plan: LabPlan, node: Node, runtime: NetnsRuntime, workdir: Path) -> None:
-        self.plan = plan
-        self.node = node
-        self.runtime = runtime
-        self.workdir = workdir
-        self.key = node.namespaces[0]
+        super().__init__(plan, node, runtime, workdir)
         self.socket = workdir / "bird.ctl"
-        self.log = workdir / "bird.log"
 
-    # ---- config
-
-    def config_text(self) -> str:
-        spec = self.node.spec
-        if "config" in spec:
-            return Path(spec["config"]).read_text()
-        return render_intent(self.node.name, spec.get("intent", {}), self.plan.profile)
+    def render(self, intent: dict[str, Any]) -> str:
+        return render_intent(self.node.name, intent, self.plan.profile)
 
     def preamble(self, included: Path) -> str:
         return "\n".join([
@@ -100,37 +92,10 @@ class BirdNode:
             proc = self.runtime.popen(
                 self.key, ["bird", "-f", "-c", str(config), "-s", str(self.socket), "-P", str(d / "bird.pid")],
                 node=self.node.name, what="bird", stdout=out, stderr=subprocess.STDOUT, cwd=d)
-        deadline = time.monotonic() + START_TIMEOUT
-        while "Daemon is up and running" not in self.birdc_raw("show", "status").stdout:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{self.node.name}: BIRD did not start: {self._log_tail()}")
-            time.sleep(0.05)
+        self.wait_started(proc, lambda: "Daemon is up and running" in self.birdc_raw("show", "status").stdout, "BIRD")
 
-    def _log_tail(self, lines: int = 8) -> str:
-        texts = []
-        for path in (self.workdir / "bird.out", self.log):
-            if path.exists():
-                texts += path.read_text(errors="replace").strip().splitlines()[-lines:]
-        return "\n".join(texts).strip() or "no log"
-
-    def _pid(self) -> int | None:
-        try:
-            return int((self.workdir / "bird.pid").read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return None
-
-    def healthy(self) -> str | None:
-        pid = self._pid()
-        if pid is None:
-            return f"BIRD is not running (its pid file is gone): {self._log_tail()}"
-        if not system.alive(pid):
-            return f"BIRD exited: {self._log_tail()}"
-        return None
-
-    def stop(self) -> None:
-        pid = self._pid()
-        if pid is not None:
-            system.kill_pids([pid])
+    def log_files(self) -> list[Path]:
+        return [self.workdir / "bird.out", self.log]
 
     # ---- queries
 

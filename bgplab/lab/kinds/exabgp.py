@@ -36,10 +36,10 @@ from typing import Any
 
 from bgplab.lab import system
 from bgplab.lab.kinds import ConfigCheckError
+from bgplab.lab.kinds.router import RouterNode
 from bgplab.lab.plan import LabPlan, Node
 from bgplab.lab.runtime.netns import NetnsRuntime
 
-START_TIMEOUT = 30.0
 API_PROCESS = "bgplab-api"
 _STATES = {"connected": "opensent", "up": "established", "down": "idle"}
 _HELPER = """\
@@ -127,15 +127,14 @@ class _Feed:
     sent: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
 
-class ExabgpNode:
+class ExabgpNode(RouterNode):
+    program = "exabgp"
+    title = "ExaBGP"
+    start_timeout = 30.0
+
     def __init__(self, plan: LabPlan, node: Node, runtime: NetnsRuntime, workdir: Path) -> None:
-        self.plan = plan
-        self.node = node
-        self.runtime = runtime
-        self.workdir = workdir
-        self.key = node.namespaces[0]
+        super().__init__(plan, node, runtime, workdir)
         self.messages = workdir / "messages.jsonl"
-        self.log = workdir / "exabgp.log"
         self._feed = _Feed()
 
     # ---- config
@@ -154,11 +153,8 @@ class ExabgpNode:
                     n["local_address"] = str(on_link[0])
         return intent
 
-    def config_text(self) -> str:
-        spec = self.node.spec
-        if "config" in spec:
-            return Path(spec["config"]).read_text()
-        return render_intent(self.node.name, self.intent(), self.plan.profile)
+    def render(self, intent: dict[str, Any]) -> str:
+        return render_intent(self.node.name, intent, self.plan.profile)
 
     def with_api(self, text: str) -> str:
         """The config with our API process, and an API block in every top-level neighbour for it."""
@@ -198,35 +194,7 @@ class ExabgpNode:
             proc = self.runtime.popen(self.key, args, node=self.node.name, what="exabgp", stdout=out,
                                       stderr=subprocess.STDOUT, cwd=d)
         (d / "exabgp.pid").write_text(f"{proc.pid}\n")  # `ip netns exec` execs exabgp: the same pid
-        deadline = time.monotonic() + START_TIMEOUT
-        while not self.messages.exists():  # the helper opens it once ExaBGP has read its config
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{self.node.name}: ExaBGP did not start: {self._log_tail()}")
-            time.sleep(0.05)
-
-    def _log_tail(self, lines: int = 10) -> str:
-        if not self.log.exists():
-            return "no log"
-        return "\n".join(self.log.read_text(errors="replace").strip().splitlines()[-lines:]) or "no log"
-
-    def _pid(self) -> int | None:
-        try:
-            return int((self.workdir / "exabgp.pid").read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return None
-
-    def healthy(self) -> str | None:
-        pid = self._pid()
-        if pid is None:
-            return "ExaBGP has no pid file"
-        if not system.alive(pid):
-            return f"ExaBGP exited: {self._log_tail()}"
-        return None
-
-    def stop(self) -> None:
-        pid = self._pid()
-        if pid is not None:
-            system.kill_pids([pid])  # its API helper ends with it (its stdin closes)
+        self.wait_started(proc, self.messages.exists, "ExaBGP")  # the helper opens it once the config is read
 
     # ---- queries
 

@@ -19,13 +19,11 @@ from typing import Any
 
 from bgplab.lab import system
 from bgplab.lab.kinds import ConfigCheckError
-from bgplab.lab.plan import LabPlan, Node
-from bgplab.lab.runtime.netns import NetnsRuntime
+from bgplab.lab.kinds.router import RouterNode
 
 LIBDIR = Path("/usr/lib/frr")
 DAEMONS = ("zebra", "bgpd", "staticd", "bfdd")
 MSEE_BFD = (300, 300, 3)
-START_TIMEOUT = 20.0
 _STATES = {"established": "established", "idle": "idle", "connect": "connect", "active": "active",
            "opensent": "opensent", "openconfirm": "openconfirm"}
 
@@ -38,21 +36,12 @@ def check_config(path: Path) -> None:
         raise ConfigCheckError(f"{path}: FRR refuses this config:\n  " + "\n  ".join(problems))
 
 
-class FrrNode:
-    def __init__(self, plan: LabPlan, node: Node, runtime: NetnsRuntime, workdir: Path) -> None:
-        self.plan = plan
-        self.node = node
-        self.runtime = runtime
-        self.workdir = workdir
-        self.key = node.namespaces[0]
+class FrrNode(RouterNode):
+    program = "bgpd"
+    title = "FRR"
 
-    # ---- config
-
-    def config_text(self) -> str:
-        spec = self.node.spec
-        if "config" in spec:
-            return Path(spec["config"]).read_text()
-        return render_intent(self.node.name, spec.get("intent", {}), self.plan.profile)
+    def render(self, intent: dict[str, Any]) -> str:
+        return render_intent(self.node.name, intent, self.plan.profile)
 
     # ---- lifecycle
 
@@ -88,7 +77,7 @@ class FrrNode:
         with open(d / f"{daemon}.out", "ab") as out:
             proc = self.runtime.popen(self.key, args, node=self.node.name, what=daemon, stdout=out,
                                       stderr=subprocess.STDOUT)
-        self._wait(d / f"{daemon}.vty", daemon, proc)
+        self.wait_started(proc, (d / f"{daemon}.vty").exists, f"FRR {daemon}", lambda: self._daemon_log(daemon), 0.02)
 
     def _apply_config(self) -> None:
         self._wait_zebra_clients()
@@ -102,36 +91,23 @@ class FrrNode:
 
     def kill_bgp(self) -> None:
         """The CE's BGP daemon dies (SIGKILL): its sessions drop at once, zebra withdraws its routes."""
-        pid = self._daemon_pid("bgpd")
+        pid = self.pid("bgpd")
         if pid is not None and system.alive(pid):
             system.kill_pids([pid], timeout=0.0)
 
     def restart_bgp(self) -> None:
         """bgpd back, with the node's config, as a supervisor (watchfrr) would bring it back."""
-        pid = self._daemon_pid("bgpd")
+        pid = self.pid("bgpd")
         if pid is not None and system.alive(pid):
             return
         self._start_daemon("bgpd")
         self._apply_config()
 
-    def _daemon_pid(self, daemon: str) -> int | None:
-        try:
-            return int((self.workdir / f"{daemon}.pid").read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return None
-
-    def _wait(self, path: Path, daemon: str, proc: subprocess.Popen[bytes]) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
-        while not path.exists():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{self.node.name}: FRR {daemon} did not start: {self._log_tail(daemon)}")
-            time.sleep(0.02)
-
     def _wait_zebra_clients(self) -> None:
         """Until every daemon has its zebra session: a neighbour configured before bgpd knows the
         default VRF fails to start and waits out a doubling retry timer (seconds at bring-up)."""
         wanted = {"bgp", "static", "bfd"}
-        deadline = time.monotonic() + START_TIMEOUT
+        deadline = time.monotonic() + self.start_timeout
         while True:
             out = self.vtysh_raw(["-c", "show zebra client summary"]).stdout
             if wanted <= {line.split()[0] for line in out.splitlines() if line.strip()}:
@@ -140,7 +116,7 @@ class FrrNode:
                 raise RuntimeError(f"{self.node.name}: FRR daemons did not connect to zebra: {out.strip()}")
             time.sleep(0.02)
 
-    def _log_tail(self, daemon: str) -> str:
+    def _daemon_log(self, daemon: str) -> str:
         texts = []
         for suffix in ("out", "log"):
             path = self.workdir / f"{daemon}.{suffix}"
@@ -150,15 +126,15 @@ class FrrNode:
 
     def healthy(self) -> str | None:
         for daemon in DAEMONS:
-            pid = self._daemon_pid(daemon)
+            pid = self.pid(daemon)
             if pid is None:
                 return f"FRR {daemon} has no pid file"
             if not system.alive(pid):
-                return f"FRR {daemon} exited: {self._log_tail(daemon)}"
+                return f"FRR {daemon} exited: {self._daemon_log(daemon)}"
         return None
 
     def stop(self) -> None:
-        system.kill_pids([p for d in reversed(DAEMONS) if (p := self._daemon_pid(d)) is not None])
+        system.kill_pids([p for d in reversed(DAEMONS) if (p := self.pid(d)) is not None])
 
     def command_args(self, args: list[str]) -> list[str]:
         """`bgplab exec NODE -- vtysh ...` talks to this node's FRR (its own vty sockets)."""

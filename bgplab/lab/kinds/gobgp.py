@@ -33,10 +33,10 @@ from typing import Any
 
 from bgplab.lab import system
 from bgplab.lab.kinds import ConfigCheckError
+from bgplab.lab.kinds.router import RouterNode
 from bgplab.lab.plan import LabPlan, Node
 from bgplab.lab.runtime.netns import NetnsRuntime
 
-START_TIMEOUT = 20.0
 _STATES = dict(enumerate(("idle", "connect", "active", "opensent", "openconfirm", "established"), start=1))
 """The API's SessionState enum (0 is UNKNOWN)."""
 _ORIGINS = {0: "igp", 1: "egp", 2: "incomplete"}
@@ -70,15 +70,13 @@ def check_config(path: Path, shown: Path | None = None) -> None:
     raise ConfigCheckError(f"{shown or path}: GoBGP refuses this config:\n  " + "\n  ".join(problems))
 
 
-class GobgpNode:
+class GobgpNode(RouterNode):
+    program = "gobgpd"
+    title = "gobgpd"
+
     def __init__(self, plan: LabPlan, node: Node, runtime: NetnsRuntime, workdir: Path) -> None:
-        self.plan = plan
-        self.node = node
-        self.runtime = runtime
-        self.workdir = workdir
-        self.key = node.namespaces[0]
+        super().__init__(plan, node, runtime, workdir)
         self.socket = workdir / "api.sock"
-        self.log = workdir / "gobgpd.log"
 
     # ---- config
 
@@ -86,11 +84,8 @@ class GobgpNode:
         user = self.node.spec.get("config")
         return self.workdir / ("gobgpd" + (Path(user).suffix if user else ".toml"))
 
-    def config_text(self) -> str:
-        spec = self.node.spec
-        if "config" in spec:
-            return Path(spec["config"]).read_text()
-        return render_intent(self.node.name, spec.get("intent", {}), self.plan.profile)
+    def render(self, intent: dict[str, Any]) -> str:
+        return render_intent(self.node.name, intent, self.plan.profile)
 
     # ---- lifecycle
 
@@ -108,38 +103,11 @@ class GobgpNode:
             proc = self.runtime.popen(self.key, args, node=self.node.name, what="gobgpd", stdout=out,
                                       stderr=subprocess.STDOUT, cwd=d)
         (d / "gobgpd.pid").write_text(f"{proc.pid}\n")  # `ip netns exec` execs gobgpd: the same pid
-        deadline = time.monotonic() + START_TIMEOUT
-        while not (self.socket.exists() and '"asn"' in self.gobgp_raw("-j", "global").stdout):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{self.node.name}: gobgpd did not start: {self._log_tail()}")
-            time.sleep(0.05)
+        self.wait_started(proc, lambda: self.socket.exists() and '"asn"' in self.gobgp_raw("-j", "global").stdout,
+                          "gobgpd")
         for prefix in self.node.spec.get("intent", {}).get("announce", []):
             family = f"ipv{ipaddress.ip_network(prefix).version}"
             self.gobgp("global", "rib", "add", prefix, "origin", "igp", "-a", family)
-
-    def _log_tail(self, lines: int = 10) -> str:
-        if not self.log.exists():
-            return "no log"
-        return "\n".join(self.log.read_text(errors="replace").strip().splitlines()[-lines:]) or "no log"
-
-    def _pid(self) -> int | None:
-        try:
-            return int((self.workdir / "gobgpd.pid").read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return None
-
-    def healthy(self) -> str | None:
-        pid = self._pid()
-        if pid is None:
-            return "gobgpd has no pid file"
-        if not system.alive(pid):
-            return f"gobgpd exited: {self._log_tail()}"
-        return None
-
-    def stop(self) -> None:
-        pid = self._pid()
-        if pid is not None:
-            system.kill_pids([pid])
 
     # ---- queries
 
