@@ -7,7 +7,8 @@ emitted it. Routes arrive per UPDATE but are recorded per prefix, which is what 
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from typing import TYPE_CHECKING, Any
 
 from bgplab.bgp.events import (
     EndOfRib,
@@ -22,7 +23,11 @@ from bgplab.bgp.events import (
 from bgplab.bgp.routesyntax import attributes_json, community_text, large_community_text, origin_text
 from bgplab.bgp.wire.attributes import PathAttributes
 from bgplab.bgp.wire.nlri import prefix_text
-from bgplab.bgp.wire.update import Family
+from bgplab.bgp.wire.update import IPV4_UNICAST, IPV6_UNICAST, Family
+
+if TYPE_CHECKING:
+    from bgplab.bgp.peer import Peer
+    from bgplab.bgp.speaker import Speaker
 
 FAMILY_NAMES = {(1, 1): "ipv4-unicast", (2, 1): "ipv6-unicast"}
 
@@ -32,6 +37,14 @@ Record = tuple[dict[str, Any], str]
 
 def family_name(family: Family) -> str:
     return FAMILY_NAMES.get(family, f"{family[0]}/{family[1]}")
+
+
+def family_named(name: str) -> Family:
+    """"ipv4" or "ipv6", as commands and the control API take a family."""
+    family = {"ipv4": IPV4_UNICAST, "ipv6": IPV6_UNICAST}.get(name)
+    if family is None:
+        raise ValueError(f"family {name!r}: expected ipv4 or ipv6")
+    return family
 
 
 def event_records(ev: Event) -> list[Record]:
@@ -91,4 +104,27 @@ def route_row(family: Family, key: int, attrs: PathAttributes) -> dict[str, Any]
         "communities": [community_text(c) for c in attrs.communities],
         "large_communities": [large_community_text(c) for c in attrs.large_communities],
         "family": family_name(family),
+    }
+
+
+def session_row(speaker: Speaker, address: str, peer: Peer) -> dict[str, Any]:
+    """One session in the schema every node kind answers in (bgplab.lab.kinds); the node adds
+    `node` and `peering`, and whatever else it knows of the neighbour."""
+    up = peer.established_at
+    rib = speaker.rib
+    accepted = 0
+    if rib is not None and address in rib.peers():
+        accepted = sum(len(rib.adj_rib_in(address, f)) for f in rib.families(address))
+    return {
+        "neighbor": address,
+        "role": peer.config.group,
+        "local_as": speaker.asn,
+        "remote_as": peer.config.asn,
+        "state": peer.state.value,
+        "uptime": round(time.monotonic() - up, 3) if up is not None else None,
+        "received": peer.received_count(),
+        "accepted": accepted,
+        "advertised": sum(len(t) for t in peer.adj_rib_out.values()),
+        "bfd": speaker.bfd_state(address),
+        "flaps": peer.stats["flaps"],
     }

@@ -26,8 +26,8 @@ from typing import Any
 from bgplab.bgp.events import PeerStateChanged, RoutesReceived, RoutesWithdrawn
 from bgplab.bgp.fib import BLACKHOLE, Fib
 from bgplab.bgp.fib import Change as FibChange
-from bgplab.bgp.peer import Peer, PeerConfig
-from bgplab.bgp.records import event_records, route_row
+from bgplab.bgp.peer import PeerConfig
+from bgplab.bgp.records import event_records, family_named, route_row, session_row
 from bgplab.bgp.rib import DecisionOptions
 from bgplab.bgp.speaker import Speaker
 from bgplab.bgp.wire.attributes import PathAttributes
@@ -300,38 +300,16 @@ class Gateway:
     def sessions(self) -> list[dict[str, Any]]:
         if self.speaker is None:
             return []
-        return [self._session(address, peer) for address, peer in self.speaker.peers.items()]
-
-    def _session(self, address: str, peer: Peer) -> dict[str, Any]:
-        neighbor = self.neighbors[address]
-        up = peer.established_at
-        rib = self.speaker.rib if self.speaker is not None else None
-        accepted = 0
-        if rib is not None and address in rib.peers():
-            accepted = sum(len(rib.adj_rib_in(address, f)) for f in rib.families(address))
-        return {
-            "node": self.name,
-            "peering": "private",
-            "neighbor": address,
-            "role": MSEE_GROUP,
-            "circuit": neighbor.circuit,
-            "side": neighbor.side.value,
-            "local_as": GATEWAY_ASN,
-            "remote_as": AZURE_ASN,
-            "state": peer.state.value,
-            "uptime": round(time.monotonic() - up, 3) if up is not None else None,
-            "received": peer.received_count(),
-            "accepted": accepted,
-            "advertised": sum(len(t) for t in peer.adj_rib_out.values()),
-            "bfd": None,
-            "flaps": peer.stats["flaps"],
-        }
+        speaker = self.speaker
+        return [
+            {"node": self.name, "peering": "private", **session_row(speaker, address, peer),
+             "circuit": self.neighbors[address].circuit, "side": self.neighbors[address].side.value}
+            for address, peer in speaker.peers.items()
+        ]
 
     def learned(self, family: str = "ipv4") -> list[dict[str, Any]]:
         """Every path learned from every MSEE (what feeds the effective routes)."""
-        fam = {"ipv4": IPV4_UNICAST, "ipv6": IPV6_UNICAST}.get(family)
-        if fam is None:
-            raise ValueError(f"family {family!r}: expected ipv4 or ipv6")
+        fam = family_named(family)
         speaker = self.speaker
         if speaker is None or speaker.rib is None:
             return []

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bgplab.bgp.fib import Fib, FibFeeder
-from bgplab.bgp.peer import Peer, PeerConfig
+from bgplab.bgp.peer import PeerConfig
 from bgplab.bgp.policy import Policy
-from bgplab.bgp.records import event_records, route_row
+from bgplab.bgp.records import event_records, family_named, route_row, session_row
 from bgplab.bgp.rib import DecisionOptions
 from bgplab.bgp.routesyntax import community_text
 from bgplab.bgp.speaker import Speaker
@@ -354,29 +354,9 @@ class Msee:
         out = []
         for peering_type, domain in self.domains.items():
             for address, peer in domain.speaker.peers.items():
-                out.append(self._session(peering_type, domain, address, peer))
+                row = session_row(domain.speaker, address, peer)
+                out.append({"node": self.name, "peering": peering_type.value, **row, "muted": peer.muted})
         return out
-
-    def _session(self, peering_type: PeeringType, domain: _Domain, address: str, peer: Peer) -> dict[str, Any]:
-        up = peer.established_at
-        return {
-            "node": self.name,
-            "peering": peering_type.value,
-            "neighbor": address,
-            "role": peer.config.group,
-            "local_as": AZURE_ASN,
-            "remote_as": peer.config.asn,
-            "state": peer.state.value,
-            "uptime": round(time.monotonic() - up, 3) if up is not None else None,
-            "received": peer.received_count(),
-            "accepted": sum(
-                len(domain.speaker.rib.adj_rib_in(address, f)) for f in peer.rib_in
-            ) if domain.speaker.rib is not None and address in domain.speaker.rib.peers() else 0,
-            "advertised": sum(len(t) for t in peer.adj_rib_out.values()),
-            "bfd": domain.speaker.bfd_state(address),
-            "flaps": peer.stats["flaps"],
-            "muted": peer.muted,
-        }
 
     def routes(self, peering: str, direction: str = "table", family: str = "ipv4") -> list[dict[str, Any]]:
         """Like `az network express-route list-route-tables --path primary|secondary`.
@@ -385,9 +365,7 @@ class Msee:
         `received` what the customer sent and the MSEE accepted; `advertised` what it sends the customer.
         """
         domain = self._domain(peering)
-        fam = {"ipv4": IPV4_UNICAST, "ipv6": IPV6_UNICAST}.get(family)
-        if fam is None:
-            raise ValueError(f"family {family!r}: expected ipv4 or ipv6")
+        fam = family_named(family)
         rib = domain.speaker.rib
         assert rib is not None
         rows: list[dict[str, Any]] = []
