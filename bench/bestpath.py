@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import signal
 import sys
 import time
@@ -41,7 +40,16 @@ from bench.bestpath_peers import (
     sample_prefixes,
     verify,
 )
-from bench.ingest import SETTLE, RunResult, _fmt, _machine, _on_sigterm, _record_arrival, _rss, keepalive_gap
+from bench.ingest import (
+    SETTLE,
+    RunResult,
+    _fmt,
+    _record_arrival,
+    _rss,
+    check_common_args,
+    keepalive_gap,
+    start,
+)
 from bench.ingest_common import SENDER_ADDRESS
 from bench.ingest_peers import Child, Receiver, Timeout
 from bench.ingest_table import RESULTS, WORKLOADS, Table, load_table
@@ -283,38 +291,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=1, help="table generator seed")
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
     args = parser.parse_args(argv)
-    args.sizes = [100_000] if args.quick else [int(s.replace("_", "")) for s in args.sizes.split(",")]
-    args.workloads = args.workloads.split(",")
-    args.receivers = args.receivers.split(",")
-    for name in args.receivers:
-        if name not in RECEIVERS:
-            parser.error(f"unknown receiver {name!r}")
-    for workload in args.workloads:
-        if workload not in WORKLOADS:
-            parser.error(f"unknown workload {workload!r}")
+    check_common_args(parser, args, RECEIVERS)
     return args
-
-
-def _available(names: list[str]) -> list[str]:
-    missing = [n for n in names if n in BINARIES and shutil.which(BINARIES[n]) is None]
-    for name in missing:
-        print(f"skipping {name}: {BINARIES[name]} is not installed", file=sys.stderr)
-    return [n for n in names if n not in missing]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if os.geteuid() != 0:
-        print("bench.bestpath needs root: it creates network namespaces", file=sys.stderr)
+    started_run = start("bestpath", args.receivers, BINARIES, _legend)
+    if started_run is None:
         return 2
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    receivers = _available(args.receivers)
-    machine = _machine()
-    print(f"machine: {machine['cpus']} CPUs, load {machine['loadavg_at_start'][0]:.2f}, Python {machine['python']}")
-    if machine["loadavg_at_start"][0] > 0.7:
-        print("warning: the machine is busy; receivers share 2 cores with whatever else runs", file=sys.stderr)
-    print(_legend(receivers))
+    receivers, machine = started_run
     started = time.monotonic()
     feeds = {(n, w): (load_table(w, n, args.seed, SENDER_ADDRESS), load_table(w, n, args.seed, SECOND_SENDER_ADDRESS))
              for n in args.sizes for w in args.workloads}

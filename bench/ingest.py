@@ -25,7 +25,7 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -296,23 +296,43 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=1, help="table generator seed")
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
     args = parser.parse_args(argv)
+    check_common_args(parser, args, RECEIVER_NAMES)
+    args.receivers = (["sink"] if not args.no_sink else []) + [r for r in args.receivers if r != "sink"]
+    return args
+
+
+def check_common_args(parser: argparse.ArgumentParser, args: argparse.Namespace, receivers: Sequence[str]) -> None:
+    """--sizes, --workloads and --receivers (comma-separated) as lists, each value checked."""
     args.sizes = [100_000] if args.quick else [int(s.replace("_", "")) for s in args.sizes.split(",")]
     args.workloads = args.workloads.split(",")
-    args.receivers = (["sink"] if not args.no_sink else []) + [r for r in args.receivers.split(",") if r != "sink"]
+    args.receivers = args.receivers.split(",")
     for name in args.receivers:
-        if name not in RECEIVER_NAMES:
+        if name not in receivers:
             parser.error(f"unknown receiver {name!r}")
     for workload in args.workloads:
         if workload not in WORKLOADS:
             parser.error(f"unknown workload {workload!r}")
-    return args
 
 
-def _available(names: list[str]) -> list[str]:
-    missing = [n for n in names if n in BINARIES and shutil.which(BINARIES[n]) is None]
+def start(bench: str, receivers: list[str], binaries: dict[str, str],
+          legend: Callable[[list[str]], str]) -> tuple[list[str], dict[str, Any]] | None:
+    """Root check, signals, the receivers whose daemons are installed, and the machine (both also
+    printed, with the legend); None when not root."""
+    if os.geteuid() != 0:
+        print(f"bench.{bench} needs root: it creates network namespaces", file=sys.stderr)
+        return None
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored
+    missing = [n for n in receivers if n in binaries and shutil.which(binaries[n]) is None]
     for name in missing:
-        print(f"skipping {name}: {BINARIES[name]} is not installed", file=sys.stderr)
-    return [n for n in names if n not in missing]
+        print(f"skipping {name}: {binaries[name]} is not installed", file=sys.stderr)
+    available = [n for n in receivers if n not in missing]
+    machine = _machine()
+    print(f"machine: {machine['cpus']} CPUs, load {machine['loadavg_at_start'][0]:.2f}, Python {machine['python']}")
+    if machine["loadavg_at_start"][0] > 0.7:
+        print("warning: the machine is busy; receivers share 2 cores with whatever else runs", file=sys.stderr)
+    print(legend(available))
+    return available, machine
 
 
 def _on_sigterm(signum: int, frame: object) -> None:
@@ -321,17 +341,10 @@ def _on_sigterm(signum: int, frame: object) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if os.geteuid() != 0:
-        print("bench.ingest needs root: it creates network namespaces", file=sys.stderr)
+    started_run = start("ingest", args.receivers, BINARIES, _legend)
+    if started_run is None:
         return 2
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored
-    receivers = _available(args.receivers)
-    machine = _machine()
-    print(f"machine: {machine['cpus']} CPUs, load {machine['loadavg_at_start'][0]:.2f}, Python {machine['python']}")
-    if machine["loadavg_at_start"][0] > 0.7:
-        print("warning: the machine is busy; receivers share 2 cores with whatever else runs", file=sys.stderr)
-    print(_legend(receivers))
+    receivers, machine = started_run
     started = time.monotonic()
     tables = {(n, w): load_table(w, n, args.seed) for n in args.sizes for w in args.workloads}
     print(f"tables ready in {time.monotonic() - started:.1f} s (cached under {RESULTS / 'tables'})")
