@@ -20,7 +20,6 @@ import itertools
 import json
 import os
 import platform
-import shutil
 import signal
 import sys
 import time
@@ -34,6 +33,7 @@ from typing import Any
 from bench.ingest_common import memory
 from bench.ingest_peers import BINARIES, RECEIVER_NAMES, Arrival, Child, Receiver, Timeout, make_receiver
 from bench.ingest_table import RESULTS, WORKLOADS, Table, load_table
+from bgplab import programs
 from bgplab.testing.netns import LinkedPair
 
 DEFAULT_SIZES = (100_000, 1_000_000)
@@ -323,10 +323,13 @@ def start(bench: str, receivers: list[str], binaries: dict[str, str],
         return None
     signal.signal(signal.SIGTERM, _on_sigterm)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored
-    missing = [n for n in receivers if n in binaries and shutil.which(binaries[n]) is None]
-    for name in missing:
-        print(f"skipping {name}: {binaries[name]} is not installed", file=sys.stderr)
-    available = [n for n in receivers if n not in missing]
+    missing = [n for n in receivers if n in binaries and programs.find(binaries[n]) is None]
+    if missing:  # a comparison with a peer left out silently is not the comparison asked for
+        for name in missing:
+            print(f"bench.{bench}: {binaries[name]} is not installed (scripts/setup installs it); "
+                  f"leave {name} out with --receivers", file=sys.stderr)
+        raise SystemExit(2)
+    available = list(receivers)
     machine = _machine()
     print(f"machine: {machine['cpus']} CPUs, load {machine['loadavg_at_start'][0]:.2f}, Python {machine['python']}")
     if machine["loadavg_at_start"][0] > 0.7:

@@ -35,6 +35,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, Self, TypeVar
 
+from bgplab import programs
 from bgplab.testing.netns import Netns, run
 
 STATES = ("idle", "connect", "active", "opensent", "openconfirm", "established")
@@ -998,10 +999,7 @@ class ExabgpDaemon(BgpDaemon):
         self._feed = _ExabgpFeed()
 
     def _command(self) -> list[str]:
-        exabgp = shutil.which("exabgp")
-        if exabgp is None:
-            raise DaemonError("exabgp is not on PATH")
-        return [exabgp, "server", str(self.workdir / "exabgp.conf")]
+        return [programs.program("exabgp"), "server", str(self.workdir / "exabgp.conf")]
 
     def _env(self) -> dict[str, str]:
         return {**os.environ, "exabgp_daemon_user": "root", "exabgp_daemon_drop": "false",

@@ -13,8 +13,6 @@ protocol figure, from the last packet received to Down, must be the floor itself
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -30,14 +28,7 @@ from bgplab.bgp.sockets import in_netns
 from bgplab.testing.daemons import FrrDaemon, Neighbor, wait_until
 from bgplab.testing.netns import LinkedPair, Netns, drop_all, set_link
 
-pytestmark = [
-    pytest.mark.interop,
-    pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root"),
-    pytest.mark.skipif(not shutil.which("nft"), reason="needs nft for silent cuts"),
-]
-needs_frr = pytest.mark.skipif(
-    not all(os.access(p, os.X_OK) for p in (FrrDaemon.bgpd, FrrDaemon.zebra, FrrDaemon.bfdd))
-    or not shutil.which("vtysh"), reason="needs FRR bgpd, zebra, bfdd and vtysh")
+pytestmark = pytest.mark.interop
 
 P = LinkedPair
 IFNAME = "eth1"
@@ -219,7 +210,6 @@ async def both_up(manager: BfdManager, frr: FrrDaemon, ours: str, theirs: str, t
     await off_loop(frr.wait_bfd_state, ours, "up", timeout)
 
 
-@needs_frr
 @pytest.mark.parametrize(("interval_ms", "mult"), PROFILES, ids=[f"{i}x{m}" for i, m in PROFILES])
 @pytest.mark.parametrize("family", list(FAMILIES))
 async def test_frr_silent_cut_and_link_down(pair: LinkedPair, ours: tuple[BfdManager, Changes], family: str,
@@ -256,7 +246,6 @@ async def test_frr_silent_cut_and_link_down(pair: LinkedPair, ours: tuple[BfdMan
         assert manager.discards.total() == 0
 
 
-@needs_frr
 async def test_frr_detects_our_silence(pair: LinkedPair, ours: tuple[BfdManager, Changes],
                                        record_property: Callable[[str, object], None]) -> None:
     """FRR's side of a one-way failure: it goes Down on its Detection Time and tells us (diag 3)."""
@@ -288,7 +277,6 @@ async def test_frr_detects_our_silence(pair: LinkedPair, ours: tuple[BfdManager,
         await both_up(manager, frr, P.A4, P.B4)
 
 
-@needs_frr
 async def test_admin_down_both_ways_with_frr(pair: LinkedPair, ours: tuple[BfdManager, Changes]) -> None:
     manager, changes = ours
     with frr_for(pair, 300, 3) as frr:
@@ -313,7 +301,6 @@ async def test_admin_down_both_ways_with_frr(pair: LinkedPair, ours: tuple[BfdMa
         await both_up(manager, frr, P.A6, P.B6)
 
 
-@needs_frr
 async def test_interval_change_polls_frr(pair: LinkedPair, ours: tuple[BfdManager, Changes]) -> None:
     """A Poll Sequence with FRR, both ways; FRR adopts our new intervals and nothing flaps."""
     manager, changes = ours
@@ -342,7 +329,6 @@ async def test_interval_change_polls_frr(pair: LinkedPair, ours: tuple[BfdManage
 # ---------------------------------------------------------------- the harness: FRR with FRR
 
 
-@needs_frr
 def test_frr_bfd_tears_bgp_down(pair: LinkedPair) -> None:
     """FrrDaemon's BFD (zebra + bfdd beside bgpd) takes BGP down long before the hold timer."""
     bfd = (100, 100, 3)

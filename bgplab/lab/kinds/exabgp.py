@@ -26,7 +26,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bgplab import programs
 from bgplab.lab import system
 from bgplab.lab.kinds import ConfigCheckError
 from bgplab.lab.kinds.router import RouterNode
@@ -69,23 +69,12 @@ destination = 'stdout'
 _NEIGHBOR = re.compile(r"^\s*neighbor\s+(\S+)\s*\{")
 
 
-def exabgp_program() -> str:
-    """The `exabgp` of this Python environment (a venv's bin is not always on PATH), else PATH's."""
-    beside = Path(sys.executable).parent / "exabgp"
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("exabgp")
-    if found is None:
-        raise RuntimeError("exabgp is not installed (pip install exabgp)")
-    return found
-
-
 def check_config(path: Path, shown: Path | None = None) -> None:
     """ExaBGP's own parser (`exabgp validate`); the error names `shown` (default: path) and the line.
 
     ExaBGP numbers lines without the comments and blank ones and echoes the line it refused as
     tokens; the line number reported is the one of the file, found from those tokens."""
-    proc = system.run([exabgp_program(), "validate", str(path)], check=False, timeout=60)
+    proc = system.run([programs.program("exabgp"), "validate", str(path)], check=False, timeout=60)
     if proc.returncode == 0:
         return
     problems = []
@@ -189,7 +178,7 @@ class ExabgpNode(RouterNode):
         config = d / "exabgp.conf"
         config.write_text(self.with_api(node_conf.read_text()))
         check_config(config)
-        args = [exabgp_program(), "--env-file", str(d / "exabgp.env"), "server", str(config)]
+        args = [programs.program("exabgp"), "--env-file", str(d / "exabgp.env"), "server", str(config)]
         with open(self.log, "wb") as out:
             proc = self.runtime.popen(self.key, args, node=self.node.name, what="exabgp", stdout=out,
                                       stderr=subprocess.STDOUT, cwd=d)
@@ -215,7 +204,15 @@ class ExabgpNode(RouterNode):
                     continue
         return feed
 
+    def _answering(self) -> None:
+        """The message log outlives ExaBGP: once ExaBGP is gone (killed, crashed), what it last said
+        is no longer so, and a dead node has nothing to show, as a dead BIRD or gobgpd has not."""
+        problem = self.healthy()
+        if problem is not None:
+            raise RuntimeError(f"{self.node.name}: {problem}")
+
     def sessions(self) -> list[dict[str, Any]]:
+        self._answering()
         feed = self._read()
         configured = configured_neighbors(
             (self.workdir / "node.conf").read_text() if (self.workdir / "node.conf").exists() else "")
@@ -249,6 +246,7 @@ class ExabgpNode(RouterNode):
         if family not in ("ipv4", "ipv6"):
             raise ValueError(f"family {family!r}: expected ipv4 or ipv6")
         version = 4 if family == "ipv4" else 6
+        self._answering()
         feed = self._read()
         rows: list[dict[str, Any]] = []
         own: dict[str, dict[str, Any]] = {}
