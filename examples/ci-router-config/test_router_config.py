@@ -1,6 +1,6 @@
 """Contoso's router configs, tested in CI against bgplab's ExpressRoute emulation.
 
-Run with `sudo pytest examples/ci-router-config` (the bgplab pytest plugin provides the fixture).
+Run with `.venv/bin/pytest examples/ci-router-config` (the bgplab pytest plugin provides the fixture).
 Each test states one thing the network team promises; a config change that breaks it fails here,
 not in the maintenance window.
 """
