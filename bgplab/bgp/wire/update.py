@@ -40,7 +40,7 @@ from bgplab.bgp.wire.constants import (
 )
 from bgplab.bgp.wire.errors import NotificationError, UpdateAction, UpdateError
 from bgplab.bgp.wire.framing import frame
-from bgplab.bgp.wire.nlri import ADDRESS_BITS, decode_prefixes, encode_prefixes, encoded_prefix_len
+from bgplab.bgp.wire.nlri import decode_prefixes, encode_prefixes, encoded_prefix_len
 
 Family = tuple[int, int]
 IPV4_UNICAST: Family = (int(Afi.IPV4), int(Safi.UNICAST))
@@ -772,7 +772,8 @@ def pack_announcements(
     with `next_hops`.
     """
     afi, safi = family
-    widest = 1 + (ADDRESS_BITS[Afi(afi)] >> 3)
+    # Refused only when a prefix actually sent cannot fit, not when the widest one could not.
+    widest = max(map(encoded_prefix_len, keys), default=0)
     if family == IPV4_UNICAST:
         encoded = encode_attributes(attrs, ctx.four_octet_as, ctx.ebgp)
         room = max_length - HEADER_LEN - 4 - len(encoded)

@@ -587,20 +587,23 @@ def _decode_path_value(value: bytes, size: int) -> tuple[tuple[int, tuple[int, .
 # ---------------------------------------------------------------- bugs found (strict xfail: remove when fixed)
 
 
-def test_pack_announcements_never_emits_an_oversized_message() -> None:
-    """A message above the negotiated maximum is a 1/2 reset at the peer: refuse, or fit."""
-    attrs = PathAttributes(
-        origin=0,
-        as_path=((2, (65001,)),),
-        next_hop="192.0.2.1",
-        unknown=(UnknownAttribute(0xC0, 99, b"x" * 4070),),
-    )
+def test_pack_announcements_fills_to_the_maximum_and_never_past_it() -> None:
+    """A message above the negotiated maximum is a 1/2 reset at the peer: fit, or refuse.
+
+    Sizes by RFC 4271 section 4.3, counted by hand: header 19, withdrawn length 2, attribute
+    length 2; ORIGIN 3+1, AS_PATH 3 + (2 + 4), NEXT_HOP 3+4, the unknown attribute 4 (extended
+    length) + L; a /8 is 2 bytes of NLRI. One /8 per message is 19+2+2+24+L+2 = 49+L bytes,
+    so L = 4047 fills a 4096-byte message exactly, and one byte more leaves no room for any."""
     keys = [p4("10.0.0.0/8"), p4("11.0.0.0/8")]
-    try:
-        messages = pack_announcements(IPV4_UNICAST, attrs, keys, CodecContext(), 4096)
-    except ValueError:
-        return
-    assert all(len(m) <= 4096 for m in messages), [len(m) for m in messages]
+
+    def attrs(value_length: int) -> PathAttributes:
+        return PathAttributes(origin=0, as_path=((2, (65001,)),), next_hop="192.0.2.1",
+                              unknown=(UnknownAttribute(0xC0, 99, b"x" * value_length),))
+
+    messages = pack_announcements(IPV4_UNICAST, attrs(4047), keys, CodecContext(), 4096)
+    assert [len(m) for m in messages] == [4096, 4096]  # one prefix each, each exactly at the maximum
+    with pytest.raises(ValueError, match="no room for a prefix"):
+        pack_announcements(IPV4_UNICAST, attrs(4048), keys, CodecContext(), 4096)
 
 
 def test_pack_announcements_ipv6_without_next_hops_is_refused() -> None:
