@@ -39,7 +39,7 @@ from bench.ingest_common import (
     SENDER_ROUTER_ID,
     split_messages,
 )
-from bench.ingest_peers import BenchProcessReceiver, DaemonReceiver, Receiver
+from bench.ingest_peers import DaemonReceiver, PolledOurs, Receiver
 from bgplab.bgp.wire.constants import HEADER_LEN, MessageType
 from bgplab.testing.daemons import BgpDaemon, BirdDaemon, FrrDaemon, Neighbor
 from bgplab.testing.netns import Netns
@@ -77,7 +77,10 @@ def sample_prefixes(blob: Path, count: int) -> list[str]:
 
 
 class MultipathFrr(FrrDaemon):
-    """FRR as the harness runs it, asked for both neighbors' counts and its selection queue at once."""
+    """FRR as one runs it for full tables (zebra beside bgpd, `-n`: no FIB), asked over its vty
+    socket for both neighbors' counts and its selection queue."""
+
+    with_zebra = True
 
     def enable_multipath(self) -> None:
         """eBGP ECMP of two, and nothing advertised (see the module docstring); before any session is up."""
@@ -88,12 +91,10 @@ class MultipathFrr(FrrDaemon):
 
     def progress(self) -> tuple[int, int | None]:
         """The smaller pfxRcd of the two neighbors, and the items in bgpd's `process_queue` (None: not shown)."""
-        out = self.vtysh("show bgp ipv4 unicast summary json", "show work-queues").lstrip()
-        summary, end = json.JSONDecoder().raw_decode(out)
-        peers = summary.get("peers", {})
+        peers = json.loads(self.query("show bgp ipv4 unicast summary json")).get("peers", {})
         least = min(int(peers.get(a, {}).get("pfxRcd", 0)) for a in ADDRESSES)
         queued = None
-        for line in out[end:].splitlines():
+        for line in self.query("show work-queues").splitlines():
             if "process_queue" in line:
                 queued = next(int(t) for t in line.split() if t.isdigit())
         return least, queued
@@ -150,11 +151,11 @@ class NoExportBird(BirdDaemon):
 # ---------------------------------------------------------------- receivers
 
 
-class MultipathOurs(BenchProcessReceiver):
-    """Our speaker with a Loc-RIB (max_paths 2) and both senders as peers, self-timed as in bench.ingest."""
+class MultipathOurs(PolledOurs):
+    """Our speaker with a Loc-RIB (max_paths 2) and both senders as peers, counted from outside as in bench.ingest."""
 
     def __init__(self) -> None:
-        super().__init__("ours", "ours", extra=["--peers", ",".join(ADDRESSES), "--max-paths", str(MAX_PATHS)])
+        super().__init__("ours", extra=["--peers", ",".join(ADDRESSES), "--max-paths", str(MAX_PATHS)])
         self.resolution_note += ("; done = both Adj-RIB-Ins hold N (selection runs inside each UPDATE); "
                                  "checked: Loc-RIB census")
 
@@ -190,8 +191,7 @@ class TwoPeerDaemon(DaemonReceiver):
 
 class FrrMultipath(TwoPeerDaemon):
     def __init__(self) -> None:
-        super().__init__("frr", MultipathFrr, 0.05, "bgpd alone (-Z: no zebra without BFD)",
-                         configure=_enable_multipath)
+        super().__init__("frr", MultipathFrr, 0.02, "bgpd and zebra (bgpd -n: no FIB)", configure=_enable_multipath)
         self.resolution_note += ("; done = pfxRcd N from both and process_queue empty (FRR selects from that "
                                  "queue); checked: sampled prefixes multipath, `show memory` multipath infos")
         self.queued: int | None = None

@@ -25,6 +25,8 @@ from typing import IO, Any
 
 from bench.ingest_common import RECEIVER_ASN, RECEIVER_ROUTER_ID, SENDER_ADDRESS, SENDER_ASN
 from bench.ingest_receiver import KEEPALIVE, PROBE_INTERVAL
+from bgplab.expressroute import control
+from bgplab.expressroute.control import ControlError
 from bgplab.testing.daemons import (
     BgpDaemon,
     BirdDaemon,
@@ -98,6 +100,28 @@ class Arrival:
 @dataclass(frozen=True)
 class Timeout:
     count: int
+
+
+def poll_until_full(count: Callable[[], int], complete: Callable[[int], bool], poll: float, backoff: float,
+                    t_first: float, deadline: float) -> tuple[Arrival | Timeout, int]:
+    """Ask a receiver for its count from outside until it holds the table (and how many polls that
+    took); a query that fails under load counts as no answer. A poll that sees the whole table
+    brackets the moment between the start of the previous poll and the end of this one."""
+    previous_start: float | None = None
+    last = polls = 0
+    while True:
+        start = time.monotonic()
+        with contextlib.suppress(subprocess.SubprocessError, OSError, ValueError, KeyError, ControlError):
+            last = count()
+        end = time.monotonic()
+        polls += 1
+        if complete(last):
+            return Arrival(previous_start if previous_start is not None else start, end, last), polls
+        if end >= deadline:
+            return Timeout(last), polls
+        previous_start = start
+        gap = max(poll, backoff * (end - t_first))
+        time.sleep(max(0.0, gap - (end - start)))
 
 
 class Receiver(ABC):
@@ -175,6 +199,37 @@ class BenchProcessReceiver(Receiver):
             self.child = None
 
 
+class PolledOurs(BenchProcessReceiver):
+    """Our speaker counted as the daemons are: from outside its process, by asking over its control
+    socket (bgplab's own, as `bgplab status` asks our MSEEs) every `poll` seconds. Its own 5 ms
+    timer still runs, for the event-loop stall figure only."""
+
+    def __init__(self, name: str, extra: Sequence[str] = (), gc: str = "default", poll: float = 0.02) -> None:
+        super().__init__(name, "ours", gc=gc, extra=extra)
+        self.poll = poll
+        self.polls = 0
+        self.resolution_note = f"polled over its control socket every {poll * 1000:g} ms"
+        self.socket: Path | None = None
+
+    def start(self, ns: Netns, expected: int, logdir: Path) -> None:
+        self.socket = logdir / f"{self.name}.sock"
+        self.extra = [a for a in self.extra if not a.startswith("--control=")] + [f"--control={self.socket}"]
+        super().start(ns, expected, logdir)
+
+    def wait_full(self, expected: int, t_first: float, deadline: float) -> Arrival | Timeout:
+        assert self.child is not None and self.socket is not None
+        path = str(self.socket)
+        result, self.polls = poll_until_full(lambda: int(control.call(path, "count", timeout=5.0)["count"]),
+                                             lambda n: n >= expected, self.poll, 0.0, t_first, deadline)
+        if isinstance(result, Arrival):  # its own "full" line carries the loop-stall figures
+            with contextlib.suppress(TimeoutError, ChildExited):
+                self._full = self.child.expect("full", 30)
+        return result
+
+    def details(self) -> dict[str, Any]:
+        return {**super().details(), "polls": self.polls, "poll_interval_s": self.poll}
+
+
 class DaemonReceiver(Receiver):
     """A real daemon from the interop harness, passive towards the sender, timed by polling its count.
 
@@ -221,22 +276,9 @@ class DaemonReceiver(Receiver):
         return helpers
 
     def wait_full(self, expected: int, t_first: float, deadline: float) -> Arrival | Timeout:
-        """Poll until the count reaches expected; a query that fails under load counts as no answer."""
-        previous_start: float | None = None
-        last = 0
-        while True:
-            start = time.monotonic()
-            with contextlib.suppress(subprocess.SubprocessError, OSError, ValueError, KeyError):
-                last = self._count()
-            end = time.monotonic()
-            self.polls += 1
-            if self._complete(last, expected):
-                return Arrival(previous_start if previous_start is not None else start, end, last)
-            if end >= deadline:
-                return Timeout(last)
-            previous_start = start
-            gap = max(self.poll, self.backoff * (end - t_first))
-            time.sleep(max(0.0, gap - (end - start)))
+        result, self.polls = poll_until_full(self._count, lambda n: self._complete(n, expected), self.poll,
+                                             self.backoff, t_first, deadline)
+        return result
 
     def _count(self) -> int:
         assert self.daemon is not None
@@ -317,6 +359,19 @@ class ListCountGobgp(GobgpDaemon):
         return 0
 
 
+class BenchFrr(FrrDaemon):
+    """FRR as one runs it for a full table: zebra beside bgpd (`-n`: no FIB), so bgpd does not log
+    a failed zclient send for every route, and counted over its vty socket, not a vtysh process
+    per poll."""
+
+    with_zebra = True
+
+    def received_count(self, address: str) -> int:
+        peer = next(iter(json.loads(self.query(f"show bgp neighbors {address} json")).values()), {})
+        families = peer.get("addressFamilyInfo", {})
+        return sum(int(af.get("acceptedPrefixCounter", 0)) for af in families.values())
+
+
 def _frr_ingest_only(daemon: BgpDaemon) -> None:
     """Stop FRR advertising the table back to the sender, so it does the same job as the others.
 
@@ -332,12 +387,18 @@ def _frr_ingest_only(daemon: BgpDaemon) -> None:
 
 _FACTORIES: dict[str, Callable[[], Receiver]] = {
     "sink": lambda: BenchProcessReceiver("sink", "sink"),
-    "ours": lambda: BenchProcessReceiver("ours", "ours"),
-    "ours-gcoff": lambda: BenchProcessReceiver("ours-gcoff", "ours", gc="off"),
-    "ours-gcfreeze": lambda: BenchProcessReceiver("ours-gcfreeze", "ours", gc="freeze"),
-    "frr": lambda: DaemonReceiver("frr", FrrDaemon, 0.05, "bgpd alone (-Z: no zebra without BFD)",
+    # The headline: a router's work, as FRR, BIRD and GoBGP do it (a Loc-RIB, best path per
+    # prefix, an export policy that rejects everything), counted from outside like them.
+    "ours": lambda: PolledOurs("ours", extra=["--max-paths", "1"]),
+    # A collector's work (Adj-RIB-In only, no decision), the job ExaBGP does; self-timed.
+    "ours-collector": lambda: BenchProcessReceiver("ours-collector", "ours"),
+    "ours-gcoff": lambda: PolledOurs("ours-gcoff", extra=["--max-paths", "1"], gc="off"),
+    "ours-gcfreeze": lambda: PolledOurs("ours-gcfreeze", extra=["--max-paths", "1"], gc="freeze"),
+    "frr": lambda: DaemonReceiver("frr", BenchFrr, 0.02, "bgpd and zebra (bgpd -n: no FIB)",
                                   configure=_frr_ingest_only),
-    "frr-echo": lambda: DaemonReceiver("frr-echo", FrrDaemon, 0.05, "bgpd alone (-Z: no zebra without BFD)"),
+    "frr-echo": lambda: DaemonReceiver("frr-echo", BenchFrr, 0.02, "bgpd and zebra (bgpd -n: no FIB)"),
+    "frr-nozebra": lambda: DaemonReceiver("frr-nozebra", FrrDaemon, 0.05, "bgpd alone (-Z), as the tests run it",
+                                          configure=_frr_ingest_only),
     "bird": lambda: DaemonReceiver("bird", BirdDaemon, 0.02, "bird"),
     "gobgp": lambda: DaemonReceiver("gobgp", ListCountGobgp, 0.1, "gobgpd", backoff=0.15),
     # ExaBGP's keepalive is always hold/3; a 1 s keepalive would mean a 3 s hold time, too tight
@@ -354,4 +415,5 @@ def make_receiver(name: str) -> Receiver:
     return _FACTORIES[name]()
 
 
-BINARIES = {"frr": FrrDaemon.bgpd, "frr-echo": FrrDaemon.bgpd, "bird": "bird", "gobgp": "gobgpd", "exabgp": "exabgp"}
+BINARIES = {"frr": FrrDaemon.bgpd, "frr-echo": FrrDaemon.bgpd, "frr-nozebra": FrrDaemon.bgpd, "bird": "bird",
+            "gobgp": "gobgpd", "exabgp": "exabgp"}

@@ -52,6 +52,7 @@ from bgplab.bgp.rib import DecisionOptions
 from bgplab.bgp.speaker import PeerConfig, Speaker
 from bgplab.bgp.wire.constants import HEADER_LEN, MessageType
 from bgplab.bgp.wire.update import IPV4_UNICAST
+from bgplab.expressroute.control import ControlServer, EventHub
 
 PROBE_INTERVAL = 0.005
 KEEPALIVE = 1
@@ -91,7 +92,7 @@ class IngestProbe:
 
 
 async def run_ours(expected: int, gc_mode: str, addresses: tuple[str, ...] = (SENDER_ADDRESS,),
-                   max_paths: int = 0) -> None:
+                   max_paths: int = 0, control_path: str | None = None) -> None:
     if gc_mode == "off":
         gc.disable()
     routing = DecisionOptions(max_paths=max_paths) if max_paths else None
@@ -112,6 +113,12 @@ async def run_ours(expected: int, gc_mode: str, addresses: tuple[str, ...] = (SE
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await speaker.start()
+    server = None
+    if control_path is not None:  # counted from outside, as the daemons are: `count` over a Unix socket
+        async def answer_count(_: Any) -> dict[str, int]:
+            return {"count": count()}
+        server = ControlServer(control_path, {"count": answer_count}, EventHub())
+        await server.start()
     if gc_mode == "freeze":
         gc.freeze()
     emit("listening", memory=memory())
@@ -128,6 +135,8 @@ async def run_ours(expected: int, gc_mode: str, addresses: tuple[str, ...] = (SE
              established_at=peer.established_at, memory=held, stats=peer.stats, gc=gc_mode,
              **probe.lag_summary(), **extra)
         await stop.wait()
+    if server is not None:
+        await server.stop()
     await speaker.stop()
 
 
@@ -203,11 +212,12 @@ def main() -> None:
                         help=f"ours only: comma-separated sender addresses, each a passive peer in AS {SENDER_ASN}")
     parser.add_argument("--max-paths", type=int, default=0,
                         help="ours only: run with a Loc-RIB of this ECMP width (0: no Loc-RIB, as bench.ingest)")
+    parser.add_argument("--control", help="ours only: answer `count` on this Unix socket (bgplab's control protocol)")
     args = parser.parse_args()
     if args.impl == "sink":
         run_sink(args.expected)
     else:
-        asyncio.run(run_ours(args.expected, args.gc, tuple(args.peers.split(",")), args.max_paths))
+        asyncio.run(run_ours(args.expected, args.gc, tuple(args.peers.split(",")), args.max_paths, args.control))
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -36,6 +37,7 @@ from types import TracebackType
 from typing import Any, ClassVar, Self, TypeVar
 
 from bgplab import programs
+from bgplab.lab.kinds.frr import last_notification
 from bgplab.testing.netns import Netns, run
 
 STATES = ("idle", "connect", "active", "opensent", "openconfirm", "established")
@@ -435,13 +437,21 @@ class FrrDaemon(BgpDaemon):
         self._next_hop_seqs: dict[tuple[str, str], int] = {}  # (family, next hop) -> BL-OUT entry
         self._next_hop_of: dict[str, int] = {}  # prefix -> BL-OUT entry whose prefix-list holds it
 
+    with_zebra: ClassVar[bool] = False
+    """Run zebra even without BFD (bgpd `-n`: still no FIB). Without zebra bgpd logs a failed
+    zclient send for every route it receives, which is most of its time under a full table."""
+
     @property
     def uses_bfd(self) -> bool:
         return any(n.bfd for n in self.neighbors)
 
+    @property
+    def uses_zebra(self) -> bool:
+        return self.with_zebra or self.uses_bfd
+
     def _command(self) -> list[str]:
         d = self.workdir
-        zebra = ["-z", str(d / "zserv.api"), "-n"] if self.uses_bfd else ["-Z"]
+        zebra = ["-z", str(d / "zserv.api"), "-n"] if self.uses_zebra else ["-Z"]
         return [self.bgpd, *zebra, "-S", "-f", str(d / "bgpd.conf"), "-i", str(d / "bgpd.pid"),
                 "--vty_socket", str(d), "-p", str(self.listen_port), "-P", "0",
                 "--log", f"file:{d / 'bgpd.log'}", "--log-level", "info"]
@@ -452,7 +462,7 @@ class FrrDaemon(BgpDaemon):
                 "-z", str(d / "zserv.api"), "-P", "0", *extra]
 
     def _start_helpers(self) -> None:
-        if not self.uses_bfd:
+        if not self.uses_zebra:
             return
         d = self.workdir
         shutil.chown(d, "frr", "frr")
@@ -463,12 +473,32 @@ class FrrDaemon(BgpDaemon):
             return (d / "zserv.api").exists()
 
         wait_until(zserv_ready, self.start_timeout, f"{self!r}: zebra to listen", interval=0.05)
-        # bfdd logs through its config file: only there does `log timestamp precision` apply.
-        self._spawn_helper(self._frr_helper(self.bfdd, "--bfdctl", str(d / "bfdd.sock")))
+        if self.uses_bfd:
+            # bfdd logs through its config file: only there does `log timestamp precision` apply.
+            self._spawn_helper(self._frr_helper(self.bfdd, "--bfdctl", str(d / "bfdd.sock")))
 
     def _log_files(self) -> list[Path]:
-        extra = [self.workdir / f"{name}.log" for name in ("zebra", "bfdd")] if self.uses_bfd else []
+        helpers = ("zebra", "bfdd") if self.uses_bfd else ("zebra",) if self.uses_zebra else ()
+        extra = [self.workdir / f"{name}.log" for name in helpers]
         return [*super()._log_files(), self.workdir / "bgpd.log", *extra]
+
+    def query(self, command: str, daemon: str = "bgpd", timeout: float = 10.0) -> str:
+        """One show command straight over the daemon's vty socket, as vtysh speaks to it (the
+        command NUL-terminated; the answer ends in three NULs and a status byte): no vtysh process
+        per question, which under a poll every few ms costs the daemon's host more than the answer."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(str(self.workdir / f"{daemon}.vty"))
+            sock.sendall(command.encode() + b"\0")
+            answer = bytearray()
+            while len(answer) < 4 or answer[-4:-1] != b"\0\0\0":
+                data = sock.recv(1 << 16)
+                if not data:
+                    raise DaemonError(f"{self!r}: {daemon} closed its vty before answering {command!r}")
+                answer += data
+        if answer[-1] != 0:
+            raise DaemonError(f"{self!r}: {daemon} refused {command!r}: {answer[:-4].decode(errors='replace')}")
+        return answer[:-4].decode()
 
     def vtysh(self, *commands: str, check: bool = True, daemon: str = "bgpd") -> str:
         """Run vtysh commands in one session (so configuration context carries over)."""
@@ -666,6 +696,10 @@ class FrrDaemon(BgpDaemon):
     def neighbor_state(self, address: str) -> str:
         state = str(self._neighbor_json(address).get("bgpState", "idle")).lower()
         return state if state in STATES else "idle"  # Clearing, Deleted: on their way to idle
+
+    def last_notification(self, address: str) -> tuple[str, int, int] | None:
+        """FRR's own view of the NOTIFICATION that last ended the session: (direction, code, subcode)."""
+        return last_notification(self._neighbor_json(address))
 
     def received_count(self, address: str) -> int:
         families = self._neighbor_json(address).get("addressFamilyInfo", {})

@@ -36,6 +36,16 @@ def check_config(path: Path) -> None:
         raise ConfigCheckError(f"{path}: FRR refuses this config:\n  " + "\n  ".join(problems))
 
 
+def last_notification(neighbor: dict[str, Any]) -> tuple[str, int, int] | None:
+    """FRR's own record of the NOTIFICATION that last ended a session, from `show bgp neighbors
+    ADDR json`: ("received" or "sent", code, subcode); None when the last reset was not one."""
+    due, code = str(neighbor.get("lastResetDueTo", "")), str(neighbor.get("lastErrorCodeSubcode", ""))
+    direction = {"BGP Notification send": "sent", "BGP Notification received": "received"}.get(due)
+    if direction is None or len(code) != 4:
+        return None
+    return direction, int(code[:2], 16), int(code[2:], 16)
+
+
 class FrrNode(RouterNode):
     program = "bgpd"
     title = "FRR"
