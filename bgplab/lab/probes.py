@@ -573,6 +573,17 @@ class Probe:
             self._save("failed")
             raise
 
+    def wait_flowing(self, timeout: float) -> bool:
+        """Until the first packet has arrived (True), or `timeout` passed (False). Whoever breaks
+        something right after starting a probe waits for this first: else the outage can begin
+        before any packet arrived, and its loss window looks like the probe warming up."""
+        deadline = time.monotonic() + timeout
+        while not self._read():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
     def _wait_ready(self, proc: subprocess.Popen[bytes]) -> None:
         assert proc.stdout is not None
         ready, _, _ = select.select([proc.stdout], [], [], 10.0)

@@ -55,11 +55,13 @@ from bgplab.lab.faults import KINDS as FAULT_KINDS
 from bgplab.lab.faults import Fault, FaultError, Faults
 from bgplab.lab.kinds.ours import OurNode
 from bgplab.lab.lab import Lab
-from bgplab.lab.probes import Probe, ProbeReport, ProbeSpec
+from bgplab.lab.probes import LossWindow, Probe, ProbeReport, ProbeSpec
 from bgplab.lab.topology import load_topology
 
 DEFAULT_WITHIN = {"fast": 15.0, "azure": 200.0}
 POLL = 0.25
+PROBE_START = 10.0
+"""Seconds a newly started probe has for its first packet to arrive before the step it precedes runs."""
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m)?\s*$")
 _STEP_KINDS = ("expect", "fault", "restore", "wait", "measure", "exec")
 
@@ -98,6 +100,12 @@ class Scenario:
     topology: Path
     probes: tuple[ProbeSpec, ...]
     steps: tuple[Step, ...]
+
+
+def _open_window(report: ProbeReport) -> LossWindow | None:
+    """The loss window still open at the report's end (packets not arriving now), if any."""
+    last = report.windows[-1] if report.windows else None
+    return last if last is not None and report.sent and last.last_lost == report.sent - 1 else None
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -300,20 +308,29 @@ class Runner:
         self.done.append(result)
         return result
 
-    def _start_probes(self) -> None:
+    def _start_probes(self) -> str | None:
         """Probes start once the lab has settled (the first step that changes something, or looks
-        at packets), so bring-up is not counted as loss."""
+        at packets), so bring-up is not counted as loss, and the step runs only once each probe's
+        first packet has arrived: a fault applied sooner would be hidden as the probe warming up.
+        The problem, when a probe's packets never arrive."""
         assert self.lab is not None
         for spec in self.scenario.probes:
             if spec.name not in self.probes:
                 probe = Probe(self.lab, spec)
                 probe.start()
                 self.probes[spec.name] = probe
+                if not probe.wait_flowing(PROBE_START):
+                    return (f"probe {spec.name}: no packet from {spec.source} reached {spec.destination} within "
+                            f"{PROBE_START:g}s of its start, so it would measure nothing")
+        return None
 
     def _step(self, step: Step, result: ScenarioResult) -> StepResult:
         if step.kind in ("fault", "restore", "exec", "measure") or (
                 step.kind == "expect" and isinstance(step.data, dict) and "path" in step.data):
-            self._start_probes()
+            began = time.monotonic()
+            problem = self._start_probes()
+            if problem is not None:
+                return StepResult(step, False, began, time.monotonic(), f"{problem} (line {step.line})")
         began = time.monotonic()
         if step.kind == "wait":
             time.sleep(duration(step.data, f"step {step.index}"))
@@ -462,15 +479,24 @@ class Runner:
         return self.probes[name]
 
     def _path(self, spec: Mapping[str, Any]) -> tuple[bool, Any, str]:
+        """The path of the packets arriving now: the last ones received count only while packets
+        still arrive (no loss window runs to the end), else the path is that of an outage's past."""
         report = self._probe(str(spec["probe"])).snapshot()
-        last = report.paths[-1][2] if report.paths else None
+        stalled = _open_window(report)
+        last = report.paths[-1][2] if report.paths and stalled is None else None
         wanted = spec["via"] if isinstance(spec["via"], list) else [spec["via"]]
-        return last in wanted, last, f"probe {spec['probe']}'s packets via {' or '.join(map(str, wanted))}"
+        seen = last if stalled is None else f"no packet arriving since seq {stalled.first_lost}"
+        return last in wanted, seen, f"probe {spec['probe']}'s packets via {' or '.join(map(str, wanted))}"
 
     def _loss(self, spec: Mapping[str, Any]) -> tuple[bool, Any, str]:
         report = self._probe(str(spec["probe"])).snapshot()
+        stalled = _open_window(report)
+        if stalled is not None:  # an outage still going on has no final duration, and nothing to count yet
+            return False, [w.to_json() for w in report.windows], (
+                f"every loss window of {spec['probe']} over (packets lost since seq {stalled.first_lost})")
         # A window that opens the run (before the first packet ever arrived) is the probe warming
-        # up, not an outage: the path was checked before the probe started. It stays in the report.
+        # up, not an outage: no step runs until a probe's first packet has arrived
+        # (`_start_probes`), so nothing a step did can fall in it. It stays in the report.
         windows = [w for w in report.windows if w.first_lost != 0]
         bounds = spec.get("loss_window", {})
         seen = [w.to_json() for w in windows]

@@ -42,7 +42,7 @@ from bgplab.lab import system
 from bgplab.lab.faults import Applied, Fault, Faults
 from bgplab.lab.lab import Lab
 from bgplab.lab.probes import Probe, ProbeSpec
-from bgplab.lab.scenario import Runner, Scenario
+from bgplab.lab.scenario import PROBE_START, Runner, Scenario
 from bgplab.lab.state import LabState
 from bgplab.lab.topology import load_topology
 
@@ -94,9 +94,13 @@ class LabSession:
         return Faults(self.lab).restore(Fault(kind, target, options))
 
     def probe(self, name: str, source: str, destination: str, *, rate: float = 100.0) -> Probe:
+        """A running probe whose first packet has arrived (a fault right after it is then counted)."""
         probe = Probe(self.lab, ProbeSpec(name, source, destination, rate=rate))
         probe.start()
         self.probes[name] = probe
+        if not probe.wait_flowing(PROBE_START):
+            raise AssertionError(f"probe {name}: no packet from {source} reached {destination} "
+                                 f"within {PROBE_START:g}s of its start")
         return probe
 
     def exec(self, node: str, *command: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -5,8 +5,10 @@ HTML) say the same; and bad scenario files are refused with the file and line.""
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -46,11 +48,16 @@ def test_ready_scenario_passes(path: Path, tmp_path: Path) -> None:
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("path", BROKEN, ids=[p.stem for p in BROKEN])
 def test_broken_scenario_fails_naming_the_unmet_expectation(path: Path, tmp_path: Path) -> None:
+    """Each broken file says which step must fail and how (`# must fail: steps[N]: TEXT`): failing
+    anywhere else, or for another reason, is not the failure it exists to show."""
+    [(index, text)] = re.findall(r"^# must fail: steps\[(\d+)\]: (.+)$", path.read_text(), re.MULTILINE)
     code, report, junit, page = run(path, tmp_path)
     assert code == 1 and not report["passed"]
-    failed = [s for s in report["steps"] if not s["ok"]]  # type: ignore[union-attr]
-    assert len(failed) == 1, report
+    steps: list[dict[str, Any]] = report["steps"]  # type: ignore[assignment]
+    failed = [s for s in steps if not s["ok"]]
+    assert [s["index"] for s in failed] == [int(index)], json.dumps(failed, indent=1)
     step = failed[0]
+    assert text in step["message"], step["message"]
     assert step["message"].startswith("expected ") and f"(line {step['line']})" in step["message"]
     assert "last seen:" in step["message"]
     failures = ET.parse(junit).getroot().findall("testcase/failure")
