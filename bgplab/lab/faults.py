@@ -203,10 +203,10 @@ class Faults:
         """SIGKILL every process of the node, as a power loss would end them (no Cease, no cleanup)."""
         pids = [e["pid"] for e in self.lab.state.entries("process") if e["node"] == node
                 and system.start_time(e["pid"]) == e.get("start")]
-        system.kill_pids(pids, timeout=0.0)
+        system.kill_pids(pids, timeout=2.0, term=False)
         for key in self.lab.plan.nodes[node].namespaces:
             if self.lab.plan.nodes[node].kind not in ("msee", "gateway"):
-                system.kill_pids(system.netns_pids(self.lab.runtime.ns(key)), timeout=0.0)
+                system.kill_pids(system.netns_pids(self.lab.runtime.ns(key)), timeout=2.0, term=False)
 
     def _restore_node(self, fault: Fault) -> None:
         for physical in self._node_links(fault.target):

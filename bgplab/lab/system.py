@@ -55,10 +55,12 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def kill_pids(pids: Sequence[int], timeout: float = 3.0) -> None:
-    """SIGTERM, then SIGKILL what is still there after `timeout` seconds."""
+def kill_pids(pids: Sequence[int], timeout: float = 3.0, *, term: bool = True) -> None:
+    """SIGTERM, then SIGKILL what is still there after `timeout` seconds. `term=False` is a crash
+    or a power loss: SIGKILL at once, so nothing gets to clean up (no BGP Cease is sent), then
+    wait up to `timeout` for the processes to be gone."""
     remaining = list(pids)
-    for sig in (signal.SIGTERM, signal.SIGKILL):
+    for sig in (signal.SIGTERM, signal.SIGKILL) if term else (signal.SIGKILL,):
         for pid in remaining:
             with suppress(ProcessLookupError):
                 os.kill(pid, sig)

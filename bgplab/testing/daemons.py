@@ -37,7 +37,7 @@ from types import TracebackType
 from typing import Any, ClassVar, Self, TypeVar
 
 from bgplab import programs
-from bgplab.lab.kinds.frr import last_notification
+from bgplab.lab.kinds.frr import logged_notifications
 from bgplab.testing.netns import Netns, run
 
 STATES = ("idle", "connect", "active", "opensent", "openconfirm", "established")
@@ -697,9 +697,10 @@ class FrrDaemon(BgpDaemon):
         state = str(self._neighbor_json(address).get("bgpState", "idle")).lower()
         return state if state in STATES else "idle"  # Clearing, Deleted: on their way to idle
 
-    def last_notification(self, address: str) -> tuple[str, int, int] | None:
-        """FRR's own view of the NOTIFICATION that last ended the session: (direction, code, subcode)."""
-        return last_notification(self._neighbor_json(address))
+    def notifications(self, address: str) -> list[tuple[str, int, int]]:
+        """FRR's own record of every NOTIFICATION it sent to or received from the neighbor (its log)."""
+        log = self.workdir / "bgpd.log"
+        return logged_notifications(log.read_text(errors="replace"), address) if log.exists() else []
 
     def received_count(self, address: str) -> int:
         families = self._neighbor_json(address).get("addressFamilyInfo", {})

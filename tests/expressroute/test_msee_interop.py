@@ -188,6 +188,8 @@ def test_prefix_limit_tears_down_with_cease_6_1_and_recovers_by_itself(lab: Circ
         # RFC 4486: AFI 1, SAFI 1, the limit 4000.
         assert note["data"] == "0001" + "01" + f"{4000:08x}"
         assert note["peering"] == "private"
+        # and what the CE itself saw, in FRR's own words: it received Cease/Maximum Number of Prefixes Reached
+        eventually(lambda: ("received", 6, 1) in ce1.notifications(MSEE1_PRIVATE), "FRR logs the Cease 6/1")
         # Still over the limit: every retry is torn down again; reduce to the limit.
         ce1.vtysh("configure terminal", f"router bgp {CE_ASN}", "address-family ipv4 unicast", f"no network {bulk[-1]}")
         eventually(lambda: lab.session_states("msee-primary")[f"private:{MSEE_PRIVATE['primary'][0]}"] == "established"
@@ -205,6 +207,7 @@ def test_far_end_faults_notification_and_withdraw_all(lab: CircuitLab) -> None:
     before = ce1._neighbor_json(MSEE1_PRIVATE).get("connectionsDropped", 0)
     msee1.call("fault", peering="private", kind="notification", code=6, subcode=4)
     eventually(lambda: ce1._neighbor_json(MSEE1_PRIVATE).get("connectionsDropped", 0) > before, "session reset")
+    assert ("received", 6, 4) in ce1.notifications(MSEE1_PRIVATE)  # FRR's own record: Cease/Administrative Reset
     eventually(lambda: ce1.neighbor_state(MSEE1_PRIVATE) == "established", "and back")
     eventually(lambda: ce_path_from(lab, "ce1", VNET, MSEE1_PRIVATE) == [12076], "VNet route back")
     msee1.call("fault", peering="private", kind="withdraw-all", on=True)

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from bgplab.lab.kinds.frr import last_notification, logged_notifications
 from tests.lab.labcli import Cli, running_lab, wait_for
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(300)]
@@ -75,10 +76,31 @@ def test_link_down_moves_traffic_to_the_secondary(lab: LabRun) -> None:
     healed(lab)
 
 
+def events(run: LabRun, node: str, since: float) -> list[dict[str, Any]]:
+    cli, name, _ = run
+    return [r for r in cli.json("events", "--node", node, "--lab", name) if r.get("time", 0.0) >= since]
+
+
+def frr_neighbor(run: LabRun, node: str, neighbor: str) -> dict[str, Any]:
+    cli, name, _ = run
+    out = cli.run("exec", "--lab", name, node, "--", "vtysh", "-c", f"show bgp neighbors {neighbor} json").stdout
+    return dict(json.loads(out).get(neighbor, {}))
+
+
 def test_silent_cut_is_caught_by_bfd(lab: LabRun) -> None:
-    fail(lab, "cut", "ce1:eth1")
-    wait_for("BFD takes the primary down", lambda: onprem_via(lab) == [SECONDARY], timeout=10)
-    restore(lab, "cut", "ce1:eth1")
+    cut = fail(lab, "cut", "ce1:eth1")
+    try:
+        wait_for("BFD takes the primary down", lambda: onprem_via(lab) == [SECONDARY], timeout=10)
+        [down, *_] = [r for r in events(lab, "contoso-ams-msee1", cut["time"]) if r["type"] == "state"
+                      and r.get("peer") == "192.168.100.129" and r.get("previous") == "established"]
+        assert "BFD" in down["reason"], down
+        # Hold time 9 s, keepalives every 3 s: the hold timer could not have expired sooner than 6 s
+        # after the cut; BFD at 300 ms x 3 takes it down in about a second.
+        assert down["time"] - cut["time"] < 6.0, down
+        # And the CE's own BFD went down too: FRR ended the session with Cease / BFD Down (6/10), not a hold timer.
+        assert last_notification(frr_neighbor(lab, "ce1", "192.168.100.130")) == ("sent", 6, 10)
+    finally:
+        restore(lab, "cut", "ce1:eth1")
     healed(lab)
 
 
@@ -92,9 +114,20 @@ def test_msee_node_loss_and_restart(lab: LabRun) -> None:
 
 
 def test_ce_bgp_daemon_killed_and_restarted(lab: LabRun) -> None:
-    fail(lab, "daemon", "ce1")
+    cli, name, _ = lab
+    log = cli.state_dir / name / "nodes" / "ce1" / "bgpd.log"
+    before = log.stat().st_size
+    killed = fail(lab, "daemon", "ce1")
     wait_for("msee1 sees the CE go", lambda: session(lab, "contoso-ams-msee1", "192.168.100.129") != "established",
              timeout=10)
+    # A crash (SIGKILL), not a shutdown: bgpd wrote nothing more, no "Terminating on signal" and no
+    # Cease to its neighbours (as its own log would say), and msee1 received none.
+    with log.open() as f:
+        f.seek(before)
+        written = f.read()
+    assert "Terminating on signal" not in written and "%NOTIFICATION: sent" not in written, written
+    assert not [r for r in events(lab, "contoso-ams-msee1", killed["time"]) if r["type"] == "notification"
+                and r.get("peer") == "192.168.100.129" and r.get("direction") == "received"]
     restore(lab, "daemon", "ce1")
     wait_for("session back", lambda: session(lab, "contoso-ams-msee1", "192.168.100.129") == "established",
              timeout=30)
@@ -118,6 +151,11 @@ def test_far_end_withdraw_all_and_notification(lab: LabRun) -> None:
         r for r in cli.json("routes", "ce1", "--lab", name) if r["source"] == "192.168.100.130"])
     restore(lab, "bgp", "contoso-ams-msee1", "--mode", "withdraw-all")
     fail(lab, "bgp", "contoso-ams-msee1", "--mode", "notification", "--code", "6", "--subcode", "4")
+    # The CE's own record of what ended the session: bgpd's log of the NOTIFICATION it received.
+    # (Its `lastResetDueTo` is overwritten once the session comes back, so the log is the witness.)
+    log = cli.state_dir / name / "nodes" / "ce1" / "bgpd.log"
+    wait_for("ce1 logs Cease 6/4 from msee1", lambda: ("received", 6, 4)
+             in logged_notifications(log.read_text(), "192.168.100.130"), timeout=10)
     restore(lab, "bgp", "contoso-ams-msee1", "--mode", "notification")
     wait_for("session back", lambda: session(lab, "contoso-ams-msee1", "192.168.100.129") == "established",
              timeout=20)

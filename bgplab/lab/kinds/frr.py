@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 import shutil
 import subprocess
 import time
@@ -44,6 +45,13 @@ def last_notification(neighbor: dict[str, Any]) -> tuple[str, int, int] | None:
     if direction is None or len(code) != 4:
         return None
     return direction, int(code[:2], 16), int(code[2:], 16)
+
+
+def logged_notifications(log: str, address: str) -> list[tuple[str, int, int]]:
+    """Every NOTIFICATION bgpd logged for one neighbor, in order: ("sent" or "received", code,
+    subcode). Unlike `lastResetDueTo`, which the next reset overwrites, the log keeps them all."""
+    pattern = re.compile(rf"%NOTIFICATION: (sent to|received from) neighbor {re.escape(address)} (\d+)/(\d+)")
+    return [("sent" if m[1] == "sent to" else "received", int(m[2]), int(m[3])) for m in pattern.finditer(log)]
 
 
 class FrrNode(RouterNode):
@@ -103,7 +111,7 @@ class FrrNode(RouterNode):
         """The CE's BGP daemon dies (SIGKILL): its sessions drop at once, zebra withdraws its routes."""
         pid = self.pid("bgpd")
         if pid is not None and system.alive(pid):
-            system.kill_pids([pid], timeout=0.0)
+            system.kill_pids([pid], timeout=2.0, term=False)
 
     def restart_bgp(self) -> None:
         """bgpd back, with the node's config, as a supervisor (watchfrr) would bring it back."""
