@@ -6,14 +6,18 @@ between routers with another between them, an MSEE whose peerings share a fibre)
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
+from bgplab.cli import main
 from bgplab.expressroute.node import build_node
 from bgplab.lab import export, graph
 from bgplab.lab.plan import Endpoint, LabPlan, Link, Namespace, Node, plan_from_data, plan_to_data
@@ -347,3 +351,164 @@ def test_same_plan_same_text(connect_to: LabPlan) -> None:
         assert render(connect_to) == first and render(again) == first and render(restored) == first
         assert render(small_plan()) == render(small_plan())
     assert export.containerlab_files(connect_to) == export.containerlab_files(restored)
+
+
+# ---------------------------------------------------------------- `bgplab export containerlab` against the file
+
+REPO = CONNECT_TO.parents[1]
+FILES = [REPO / "topologies" / name for name in ("connect-to.yaml", "connect-through.yaml", "forced-tunnel.yaml",
+                                                 "microsoft-peering.yaml")]
+FILES += [REPO / "tests" / "lab" / "topologies" / name for name in ("connect-to.yaml", "dual-stack.yaml")]
+
+
+def _addresses(value: str | list[str] | None) -> list[str]:
+    """A file's address field: one address, or a list of them."""
+    return [value] if isinstance(value, str) else [str(a) for a in value or []]
+
+
+@dataclass
+class Expected:
+    """What the topology file (read as YAML, not through bgplab) and the generation rules of
+    docs/lab.md say the lab holds."""
+
+    kinds: dict[str, str]
+    file_links: list[tuple[str, str]]
+    """The file's own links, each pair in the file's order."""
+    generated: set[frozenset[str]]
+    """Generated links, "node:interface" ends in either order."""
+    addresses: dict[str, set[str]]
+    """Node -> its "ip addr add" lines, except on the /30 links below."""
+    routes: dict[str, set[str]]
+    pooled: list[tuple[str, str, str]]
+    """(end, end, pool): a generated link numbered from a pool of /30s, which end gets which host unsaid."""
+    bridged: set[str]
+    """Gateway ends that are ports of its VNet bridge `vnet`."""
+
+
+def expected_from_file(data: dict[str, Any]) -> Expected:
+    er = data.get("expressroute") or {}
+    kinds = {name: spec["kind"] for name, spec in data["nodes"].items()}
+    addrs: dict[str, set[str]] = {name: set() for name in kinds}
+    routes: dict[str, set[str]] = {name: set() for name in kinds}
+    for name, spec in data["nodes"].items():
+        for cidr in _addresses(spec.get("loopback")):
+            addrs[name].add(f"ip addr add {cidr if '/' in cidr else cidr + '/32'} dev lo")
+        for iface, cidrs in (spec.get("interfaces") or {}).items():
+            addrs[name] |= {f"ip addr add {c} dev {iface}" for c in _addresses(cidrs)}
+        if spec.get("gateway"):
+            routes[name].add(f"ip route replace 0.0.0.0/0 via {spec['gateway']}")
+    file_links = [tuple(link if isinstance(link, list) else link["endpoints"]) for link in data.get("links") or []]
+    generated: set[frozenset[str]] = set()
+    pooled: list[tuple[str, str, str]] = []
+    bridged: set[str] = set()
+    circuit_ifaces: dict[str, int] = {}  # "circuit interfaces are eth1, eth2, ... in file order"
+    msees: dict[str, list[str]] = {}
+    for circuit, spec in (er.get("circuits") or {}).items():
+        msees[circuit] = []
+        for side, edge in enumerate(spec["edges"], start=1):
+            msee = f"{circuit}-msee{side}"
+            kinds[msee], addrs[msee], routes[msee] = "msee", set(), set()
+            msees[circuit].append(msee)
+            circuit_ifaces[edge] = circuit_ifaces.get(edge, 0) + 1
+            for peering in spec["peerings"].values():
+                ce_iface, msee_iface = f"eth{circuit_ifaces[edge]}.{peering['vlan']}", f"eth1.{peering['vlan']}"
+                generated.add(frozenset((f"{edge}:{ce_iface}", f"{msee}:{msee_iface}")))
+                for family, length in (("ipv4", 30), ("ipv6", 126)):
+                    pool = _addresses(peering.get(family))
+                    if not pool:
+                        continue
+                    # one prefix for both links (split in /30s or /126s), or one per link
+                    links: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = [ipaddress.ip_network(p) for p in pool]
+                    if len(links) == 1:
+                        links = list(links[0].subnets(new_prefix=length))
+                    subnet = links[side - 1]
+                    customer, ours = subnet[1], subnet[2]  # the CE the first host, the MSEE the second
+                    addrs[edge].add(f"ip addr add {customer}/{length} dev {ce_iface}")
+                    addrs[msee].add(f"ip addr add {ours}/{length} dev {msee_iface}")
+    vnets = er.get("vnets") or {}
+    for number, (vnet, spec) in enumerate(vnets.items(), start=1):
+        gw = f"{vnet}-gw"
+        kinds[gw], addrs[gw], routes[gw] = "gateway", set(), set()
+        attached = [m for c in spec["connections"] for m in msees[c["circuit"]]]
+        for k, msee in enumerate(attached, start=1):
+            generated.add(frozenset((f"{msee}:vnet1", f"{gw}:m{k}")))
+            pooled.append((f"{msee}:vnet1", f"{gw}:m{k}", "169.254.0.0/16"))
+        for h, (host, address) in enumerate((spec.get("hosts") or {}).items(), start=1):
+            generated.add(frozenset((f"{host}:eth0", f"{gw}:h{h}")))  # a port of the VNet bridge
+            bridged.add(f"{gw}:h{h}")
+            ip = ipaddress.ip_address(address)
+            space = next(ipaddress.ip_network(s) for s in spec["address_space"] if ip in ipaddress.ip_network(s))
+            kinds[host], routes[host] = "host", {f"ip route replace 0.0.0.0/0 via {space[1]}"}
+            addrs[host] = {f"ip addr add {ip}/{space.prefixlen} dev eth0"}
+            addrs[gw].add(f"ip addr add {space[1]}/{space.prefixlen} dev vnet")  # the VNet's first address
+        internet = er.get("internet", True)
+        if internet:
+            edge = "azure-internet"
+            kinds.setdefault(edge, "host")
+            addrs.setdefault(edge, set())
+            routes.setdefault(edge, set())
+            generated.add(frozenset((f"{gw}:inet", f"{edge}:gw{number}")))
+            pooled.append((f"{gw}:inet", f"{edge}:gw{number}", "192.0.2.0/24"))
+            if isinstance(internet, dict):
+                for iface, cidrs in (internet.get("interfaces") or {}).items():
+                    addrs[edge] |= {f"ip addr add {c} dev {iface}" for c in _addresses(cidrs)}
+    return Expected(kinds, [(str(a), str(b)) for a, b in file_links], generated, addrs, routes, pooled, bridged)
+
+
+@pytest.mark.parametrize("topology", FILES, ids=lambda p: str(p.relative_to(REPO)))
+def test_export_cli_output_matches_the_topology_file(topology: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """Field by field against the file itself (not against bgplab's own plan of it): a node
+    missing or of the wrong kind, a link between the wrong ends or interfaces, an address on the
+    wrong interface, a bound file that is not there, each fails here."""
+    data = yaml.safe_load(topology.read_text())
+    out = tmp_path / "clab"
+    assert main(["export", "containerlab", str(topology), "-o", str(out), "--json"]) == 0
+    written = [Path(p) for p in json.loads(capsys.readouterr().out)]
+    clab_file = out / f"{data['name']}.clab.yml"
+    assert written[0] == clab_file and all(p.is_file() for p in written)
+    clab = yaml.safe_load(clab_file.read_text())
+    assert clab["name"] == data["name"]
+    want = expected_from_file(data)
+    nodes = clab["topology"]["nodes"]
+    assert set(nodes) == set(want.kinds)
+    on_pool = {end for a, b, _ in want.pooled for end in (a, b)}
+    pooled: dict[str, ipaddress.IPv4Interface | ipaddress.IPv6Interface] = {}
+    for name, kind in want.kinds.items():
+        entry = nodes[name]
+        assert entry["kind"] == "linux" and entry["labels"]["bgplab.kind"] == kind, name
+        lines = entry.get("exec", [])
+        added = {line for line in lines if line.startswith("ip addr add")}
+        for line in added:
+            _, _, _, cidr, _, iface = line.split()
+            if f"{name}:{iface}" in on_pool:
+                assert f"{name}:{iface}" not in pooled, line
+                pooled[f"{name}:{iface}"] = ipaddress.ip_interface(cidr)
+        assert {line for line in added if f"{name}:{line.split()[-1]}" not in on_pool} == want.addresses[name], name
+        assert {line for line in lines if line.startswith("ip route replace 0.0.0.0/0")} == want.routes[name], name
+        ports = {line.split()[3] for line in lines if line.startswith("ip link set") and line.endswith("master vnet")}
+        assert ports == {end.split(":")[1] for end in want.bridged if end.startswith(f"{name}:")}, name
+    subnets = []
+    for a, b, pool in want.pooled:  # both ends in one /30 of the pool, two hosts apart, no /30 twice
+        assert pooled[a].network == pooled[b].network and pooled[a].network.prefixlen == 30, (a, b)
+        assert pooled[a].network.subnet_of(ipaddress.ip_network(pool)) and pooled[a].ip != pooled[b].ip  # type: ignore[arg-type]
+        subnets.append(pooled[a].network)
+    assert len(set(subnets)) == len(subnets)
+    links = [tuple(link["endpoints"]) for link in clab["topology"]["links"]]
+    assert len(links) == len(want.file_links) + len(want.generated)
+    assert [link for link in links if link in want.file_links] == want.file_links  # as the file orders each pair
+    assert {frozenset(link) for link in links if link not in want.file_links} == want.generated
+    for name, spec in data["nodes"].items():
+        binds = {b.split(":")[1]: b.split(":")[0] for b in nodes[name].get("binds", [])}
+        if spec["kind"] == "frr":
+            source = Path(binds["/etc/frr/frr.conf"])
+            if spec.get("config"):  # the user's own file, bound from where the topology says it is
+                assert source.resolve() == (topology.parent / spec["config"]).resolve()
+            else:
+                assert not source.is_absolute() and f"hostname {name}" in (out / source).read_text()
+            assert "bgpd=yes" in (out / binds["/etc/frr/daemons"]).read_text()
+    for name, kind in want.kinds.items():
+        if kind in ("msee", "gateway"):
+            bind = nodes[name]["binds"][0].split(":")
+            assert bind[1] == "/etc/bgplab/node.json"
+            assert json.loads((out / bind[0]).read_text())["name"] == name
