@@ -26,6 +26,7 @@ from bgplab.bgp.wire.capabilities import (
     GracefulRestart,
     Multiprotocol,
     RouteRefresh,
+    encode_capability,
 )
 from bgplab.bgp.wire.constants import (
     AS_TRANS,
@@ -500,6 +501,14 @@ class Session:
         assert self._local_open is not None
         self._peer_open = peer
         self.negotiated = negotiate(self.config, self._local_open, peer)
+        if not self.negotiated.families:
+            # A session that can carry nothing is refused, as FRR refuses it (RFC 5492 section 5:
+            # the data names the capabilities we needed). Accepting it would hold a session up with
+            # no routes in either direction, e.g. toward a router still being configured, until
+            # some unrelated reset.
+            ours = [c for c in self._local_open.capabilities if isinstance(c, Multiprotocol)]
+            raise NotificationError(ErrorCode.OPEN_MESSAGE, OpenSubcode.UNSUPPORTED_CAPABILITY,
+                                    b"".join(map(encode_capability, ours)), "no address family in common")
         self._framer.max_length = self.negotiated.max_message_length
         actions: list[Action] = [Send(KEEPALIVE)]
         if self.negotiated.hold_time:

@@ -292,6 +292,21 @@ def test_unacceptable_hold_time_is_2_6(theirs: int, minimum: int) -> None:
     assert_went_idle(a, State.OPENSENT, 1.0, down=False)
 
 
+def test_an_open_with_no_family_in_common_is_refused_2_7_naming_ours() -> None:
+    """FRR refuses the same; accepted, the session would stay up carrying nothing."""
+    s = opensent(config(families=((1, 1),)))
+    a = s.data_received(peer_open(families=((2, 1),)))
+    note = sent_notification(a)
+    # RFC 5492 section 5: the data is the capability we needed: code 1, length 4, AFI 1, reserved, SAFI 1
+    assert (note.code, note.subcode, note.data) == (2, 7, bytes([1, 4, 0, 1, 0, 1]))
+    assert_went_idle(a, State.OPENSENT, 1.0, down=False)
+
+
+def test_an_open_sharing_one_family_is_accepted_with_that_one() -> None:
+    s = openconfirm(config(families=((1, 1), (2, 1))), families=((2, 1),))
+    assert s.negotiated is not None and s.negotiated.families == {(2, 1)}
+
+
 def test_hold_time_at_the_minimum_is_accepted() -> None:
     s = openconfirm(config(min_hold_time=10), hold=10)
     assert s.negotiated is not None and s.negotiated.hold_time == 10
