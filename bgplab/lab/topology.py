@@ -68,6 +68,9 @@ INTERNET_NODE = "azure-internet"
 INTENT_FIELDS = ("asn", "router_id", "announce", "announce_range", "prepend", "bfd", "neighbors")
 GATEWAY_LINK_POOL = ipaddress.IPv4Network("169.254.0.0/16")
 """MSEE-to-gateway links: one /30 each, MSEE on the first host, gateway on the second."""
+GATEWAY_LINK_POOL6 = ipaddress.IPv6Network("fd00:a9fe::/64")
+"""The same links' IPv6 (a /126 each, same order), where the VNet and the circuit's private peering
+both have IPv6: a ULA block (a9fe is 169.254), clear of the documentation ranges labs use."""
 INTERNET_LINK_POOL = ipaddress.IPv4Network("192.0.2.0/24")
 """Gateway-to-internet-edge links: one /30 each, the edge on the first host, the gateway on the second."""
 
@@ -655,17 +658,18 @@ class _Attachment:
 
 
 class _Pool:
-    """/30s handed out in order from one block."""
+    """Point-to-point subnets (/30, or /126 for IPv6) handed out in order from one block."""
 
-    def __init__(self, block: ipaddress.IPv4Network, what: str) -> None:
-        self._subnets: Iterator[ipaddress.IPv4Network] = block.subnets(new_prefix=30)
+    def __init__(self, block: _Network, what: str) -> None:
+        self.prefixlen = 30 if block.version == 4 else 126
+        self._subnets: Iterator[_Network] = block.subnets(new_prefix=self.prefixlen)
         self.block = block
         self.what = what
 
-    def take(self, src: _Source, path: str) -> ipaddress.IPv4Network:
+    def take(self, src: _Source, path: str) -> _Network:
         subnet = next(self._subnets, None)
         if subnet is None:
-            src.fail(path, f"{self.block} has no /30 left for {self.what}; the lab has too many of them")
+            src.fail(path, f"{self.block} has no /{self.prefixlen} left for {self.what}; the lab has too many of them")
         return subnet
 
 
@@ -885,6 +889,7 @@ class _Expander:
             return
         model = self.model
         pool = _Pool(GATEWAY_LINK_POOL, "MSEE-gateway links")
+        pool6 = _Pool(GATEWAY_LINK_POOL6, "MSEE-gateway links")
         gateways: list[str] = []
         for vname, vspec in self.er.vnets.items():
             vnet = model.vnets[vname]
@@ -901,26 +906,35 @@ class _Expander:
             k = 0
             for c, connection in enumerate(vnet.connections):
                 j = [v.name for v in model.connected_vnets(connection.circuit)].index(vname) + 1
+                private = model.circuits[connection.circuit].peering(PeeringType.PRIVATE)
+                # IPv6 between MSEE and gateway (a session of its own) only where both ends have
+                # IPv6 to carry: the VNet's address space and the circuit's private peering.
+                dual = private is not None and private.ipv6 is not None and any(
+                    s.version == 6 for s in vnet.address_space
+                )
                 for side_number, side in enumerate(Side, start=1):
                     msee = f"{connection.circuit}-msee{side_number}"
                     k += 1
-                    subnet = pool.take(self.src, f"{path}.connections[{c}]")
-                    msee_address, gw_address = subnet[1], subnet[2]
                     msee_ns = f"{msee}.{PeeringType.PRIVATE}"
                     self._link(
                         Endpoint(msee_ns, f"vnet{j}"), Endpoint(gw, f"m{k}"), f"{msee}:vnet{j}",
                         f"the link from {msee} to the gateway of VNet {vname}",
                     )  # fmt: skip
                     spot = f"{path}.connections[{c}]"
-                    self._assign(msee_ns, f"vnet{j}", _iface(msee_address, 30), spot, note=f"{msee}'s end toward {gw}")
-                    self._assign(gw, f"m{k}", _iface(gw_address, 30), spot, note=f"{gw}'s end toward {msee}")
-                    self.specs[msee]["peerings"][str(PeeringType.PRIVATE)]["gateways"].append(
-                        {"address": str(gw_address), "local_address": str(msee_address)}
-                    )
-                    neighbors.append({
-                        "address": str(msee_address), "circuit": connection.circuit, "side": str(side),
-                        "local_address": str(gw_address),
-                    })  # fmt: skip
+                    for block in (pool, pool6) if dual else (pool,):
+                        subnet = block.take(self.src, spot)
+                        msee_address, gw_address = subnet[1], subnet[2]
+                        self._assign(msee_ns, f"vnet{j}", _iface(msee_address, block.prefixlen), spot,
+                                     note=f"{msee}'s end toward {gw}")
+                        self._assign(gw, f"m{k}", _iface(gw_address, block.prefixlen), spot,
+                                     note=f"{gw}'s end toward {msee}")
+                        self.specs[msee]["peerings"][str(PeeringType.PRIVATE)]["gateways"].append(
+                            {"address": str(gw_address), "local_address": str(msee_address)}
+                        )
+                        neighbors.append({
+                            "address": str(msee_address), "circuit": connection.circuit, "side": str(side),
+                            "local_address": str(gw_address),
+                        })  # fmt: skip
             self._vms(vname, vspec, gw_ns)
         if self.internet:
             self._internet_edge(gateways)

@@ -12,6 +12,7 @@ through `set_physical`. Circuit bandwidth is shaped with tbf at both ends of eac
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import subprocess
 from collections.abc import Sequence
@@ -78,7 +79,8 @@ class NetnsRuntime:
             commands += [f"link set {ifname} up" for ifname in interfaces]
             commands += [f"address add {cidr} dev {ifname}" + (" nodad" if ":" in cidr else "")
                          for ifname, cidr in spec.addresses]
-            commands += [f"{'-6 ' if ':' in prefix else ''}route add {prefix} via {via}" for prefix, via in spec.routes]
+            # No `-6` here: `ip -batch` takes no options per line, and the prefix tells ip the family.
+            commands += [f"route add {prefix} via {via}" for prefix, via in spec.routes]
             self.batch(key, commands)
             for ifname in interfaces:
                 rate = shaped.get((key, ifname))
@@ -120,5 +122,16 @@ class NetnsRuntime:
         for link in links:
             for end in (link.a, link.b):
                 self.batch(end.namespace, [f"link set {end.interface} {'up' if up else 'down'}"])
+            if up:
+                for end in (link.a, link.b):
+                    self._restore_routes(end.namespace, end.interface)
         return links
+
+    def _restore_routes(self, key: str, interface: str) -> None:
+        """A link set down takes the static routes through it with it (a host's default route): put
+        back the namespace's own that go through this interface, as a repaired fibre would find them."""
+        spec = self.plan.namespaces[key]
+        subnets = [ipaddress.ip_interface(cidr).network for ifname, cidr in spec.addresses if ifname == interface]
+        self.batch(key, [f"route replace {prefix} via {via}" for prefix, via in spec.routes
+                         if any(ipaddress.ip_address(via) in subnet for subnet in subnets)])
 
