@@ -97,6 +97,9 @@ class GobgpNode(RouterNode):
         config = self.config_path()
         config.write_text(self.config_text())
         check_config(config)
+        # A gobgpd that was killed (a fault, a crash) leaves its API socket behind, and a new one
+        # cannot bind it: the file is ours, and no gobgpd of this node runs when start is called.
+        self.socket.unlink(missing_ok=True)
         args = ["gobgpd", "-f", str(config), "-t", config_type(config), "--log-plain", "--log-level", "info",
                 "--pprof-disable", "--api-hosts", f"unix://{self.socket}"]
         with open(self.log, "wb") as out:
