@@ -52,7 +52,9 @@ def record(bench: str, args: list[str]) -> Path:
         "bench": bench,
         "command": f"python -m bench.{bench} {' '.join(args)}".strip(),
         "commit": _git("rev-parse", "--short=12", "HEAD"),
-        "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        # What this recorder writes itself (the README, the recorded files) is not a change to the code.
+        "dirty": bool(_git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/README.md",
+                           ":!bench/recorded")),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "output": lines,
         "figures": data,
@@ -63,22 +65,34 @@ def record(bench: str, args: list[str]) -> Path:
     return path
 
 
+def _progress(line: str) -> bool:
+    return line.startswith("  [")
+
+
 def tables(output: list[str]) -> list[str]:
     """The report blocks of a bench's output: from each `== ...` heading to the blank line that
-    ends it; a bench that prints no headings is kept whole (less its progress lines)."""
-    blocks, current = [], None
-    for line in output:
+    ends it (one followed by indented notes on the table belongs to it, progress lines `  [...`
+    never do); a bench that prints no headings is kept whole, less its progress lines."""
+    blocks: list[list[str]] = []
+    current: list[str] | None = None
+    for i, line in enumerate(output):
         if line.startswith("== "):
             current = [line]
             blocks.append(current)
         elif current is not None:
-            if not line.strip():
-                current = None
-            else:
+            if line.strip() and not _progress(line):
                 current.append(line)
+            elif not line.strip():
+                following = output[i + 1] if i + 1 < len(output) else ""
+                if following.startswith("  ") and not _progress(following):
+                    current.append(line)
+                else:
+                    current = None
+            else:
+                current = None
     if blocks:
         return [line for block in blocks for line in [*block, ""]][:-1]
-    return [line for line in output if not line.startswith("  [")]
+    return [line for line in output if not _progress(line)]
 
 
 def section(run: dict[str, Any]) -> str:
