@@ -420,6 +420,10 @@ class Runner:
         seen = {f"{r['node']}->{r['neighbor']}": r["state"] for r in mine}
         if state == "absent":
             return not mine, seen, f"no session {want}"
+        if "bfd" in want:  # e.g. `bfd: up` before a silent cut: a BFD session not yet Up cannot catch it
+            seen = {k: f"{v}, bfd {r.get('bfd')}" for (k, v), r in zip(seen.items(), mine, strict=True)}
+            ok = bool(mine) and all(r["state"] == state and r.get("bfd") == want["bfd"] for r in mine)
+            return ok, seen, f"sessions {want}"
         return bool(mine) and all(r["state"] == state for r in mine), seen, f"sessions {want} {state}"
 
     def _route(self, spec: Mapping[str, Any]) -> tuple[bool, Any, str]:

@@ -40,6 +40,7 @@ def test_the_vnet_is_learned_with_local_preference_200_on_the_primary(lab: Any) 
 def test_primary_link_loss_fails_over_within_the_bfd_budget(lab: Any) -> None:
     probe = lab.probe("vm-onprem", "azure-vm", "onprem", rate=200)
     lab.expect({"path": {"probe": "vm-onprem", "via": "contoso-ams-msee1.private"}})
+    lab.expect({"sessions": {"node": "contoso-ams-msee1", "neighbor": "192.168.100.129", "bfd": "up"}})
     lab.fail("cut", "ce1:eth1")
     try:
         lab.expect({"effective_route": {"vnet": "hub", "prefix": "10.1.0.0/16", "next_hops": [SECONDARY]}},
