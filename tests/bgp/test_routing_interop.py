@@ -86,6 +86,8 @@ async def test_bfd_down_tears_bgp_down_at_once_against_frr(interval: int) -> Non
             await eventually(lambda: speaker.peer(lab.B4).state is not State.ESTABLISHED, 5, "BGP down by BFD")
             detected = time.monotonic() - cut
             assert detected <= 3 * interval / 1000 + 0.3, detected  # the floor is 3 x interval
+            # The peer's state changes before the Recorder has read the events of that change.
+            await eventually(lambda: any(n.direction == "sent" for n in rec.of(NotificationEvent)), 5, "the Cease")
             sent = [n for n in rec.of(NotificationEvent) if n.direction == "sent"]
             assert [(n.code, n.subcode, n.data) for n in sent] == [(6, 9, bytes((6, 10)))]
             assert speaker.rib is not None and len(speaker.rib) == 0
