@@ -53,12 +53,20 @@ def test_routes_at_the_ce_the_msees_and_the_gateway(connect_to: tuple[Cli, str, 
     best = [r for r in paths if r["best"]]
     assert best and best[0]["path"] == "12076" and best[0]["next_hop"] == "192.168.100.130"
     assert "12076:20001" in best[0]["communities"]
-    msee1 = cli.json("routes", "contoso-ams-msee1", "--lab", name, "--direction", "received")
-    assert [r["network"] for r in msee1] == ["10.1.0.0/16"]
-    effective = cli.json("effective-routes", "hub", "--lab", name)
-    onprem = [r for r in effective if r["addressPrefix"] == ["10.1.0.0/16"] and r["state"] == "Active"]
-    # ce2 prepends twice: the gateway prefers the primary MSEE's shorter path.
-    assert onprem and onprem[0]["nextHopIpAddress"] == ["169.254.0.1"]
+    # `up` returns once the sessions are Established; routes follow, so each is waited for.
+    def msee1_received() -> list[str]:
+        return [r["network"] for r in cli.json("routes", "contoso-ams-msee1", "--lab", name, "--direction", "received")]
+
+    wait_for("on-premises at msee1", msee1_received)
+    assert msee1_received() == ["10.1.0.0/16"]
+
+    def onprem_active() -> list[dict[str, Any]]:
+        return [r for r in cli.json("effective-routes", "hub", "--lab", name)
+                if r["addressPrefix"] == ["10.1.0.0/16"] and r["state"] == "Active"]
+
+    # ce2 prepends twice: once both paths are in, the gateway prefers the primary MSEE's shorter one.
+    wait_for("on-premises via the primary MSEE only",
+             lambda: [r["nextHopIpAddress"] for r in onprem_active()] == [["169.254.0.1"]])
     advertised = cli.json("routes", "contoso-ams-msee1", "--lab", name, "--peering", "microsoft",
                           "--direction", "advertised")
     assert advertised and all("12076:5010" in r["communities"] or "12076:5100" in r["communities"]
