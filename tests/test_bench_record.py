@@ -33,5 +33,9 @@ def test_tables_keep_each_report_block_and_drop_progress_lines() -> None:
               "ours      0.100", "goals: ok", "", "total wall time 6 s", "== 1,000 prefixes ==", "ours 1.0"]
     assert tables(output) == ["== 100 prefixes, dense ==", "receiver  seconds", "ours      0.100", "goals: ok", "",
                               "== 1,000 prefixes ==", "ours 1.0"]
+    notes = ["== cut ==", "lab  median", "ours  863", "", "  ours: min 715 ms", "  goal: met", "", "  [ours run 1/20]",
+             "== next ==", "x", "", "total 377 s"]
+    assert tables(notes) == ["== cut ==", "lab  median", "ours  863", "", "  ours: min 715 ms", "  goal: met", "",
+                             "== next ==", "x"]
     assert tables(["bench.bringup: x", "  [progress]", "up until all Established  median 3.1 s"]) == [
         "bench.bringup: x", "up until all Established  median 3.1 s"]
