@@ -421,7 +421,7 @@ class Runner:
         if state == "absent":
             return not mine, seen, f"no session {want}"
         if "bfd" in want:  # e.g. `bfd: up` before a silent cut: a BFD session not yet Up cannot catch it
-            seen = {k: f"{v}, bfd {r.get('bfd')}" for (k, v), r in zip(seen.items(), mine, strict=True)}
+            seen = {f"{r['node']}->{r['neighbor']}": f"{r['state']}, bfd {r.get('bfd')}" for r in mine}
             ok = bool(mine) and all(r["state"] == state and r.get("bfd") == want["bfd"] for r in mine)
             return ok, seen, f"sessions {want}"
         return bool(mine) and all(r["state"] == state for r in mine), seen, f"sessions {want} {state}"
