@@ -197,11 +197,17 @@ async def test_silent_peer_is_detected_at_the_hold_time(daemon: tuple[BgpDaemon,
         assert speaker.peer(THEIRS4).negotiated.hold_time == 3
         await off_loop(drop_all, lab.b, lab.ifname, True)  # carrier stays up, nothing gets through
         cut = time.monotonic()
-        await eventually(lambda: speaker.peer(THEIRS4).state is not State.ESTABLISHED, 8, "hold expiry")
-        detected = time.monotonic() - cut
-        sent = [n for n in rec.of(NotificationEvent) if n.direction == "sent" and n.peer == THEIRS4]
-        assert [(n.code, n.subcode) for n in sent] == [(4, 0)], [e for e in rec.events if e.peer == THEIRS4]
+
+        def sent() -> list[NotificationEvent]:
+            # The recorder's task collects events after the peer's state has changed: wait on what
+            # it holds, not on the state, or the NOTIFICATION may not be in it yet.
+            return [n for n in rec.of(NotificationEvent) if n.direction == "sent" and n.peer == THEIRS4]
+
+        await eventually(lambda: sent(), 8, "hold expiry")
+        assert [(n.code, n.subcode) for n in sent()] == [(4, 0)], [e for e in rec.events if e.peer == THEIRS4]
+        detected = sent()[0].time - cut
         assert 1.5 <= detected <= 4.5, detected  # the last keepalive came up to 1 s before the cut
+        await eventually(lambda: speaker.peer(THEIRS4).state is not State.ESTABLISHED, 1, "session down")
     finally:
         await off_loop(drop_all, lab.b, lab.ifname, False)
         rec.close()
