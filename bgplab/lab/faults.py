@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from bgplab.expressroute import control
 from bgplab.lab import system
-from bgplab.lab.kinds.frr import FrrNode
-from bgplab.lab.kinds.ours import OurNode
+from bgplab.lab.kinds import NotSupported, RunningNode
 from bgplab.lab.lab import Lab, LabError
 from bgplab.lab.plan import Endpoint, Link
 
@@ -67,6 +67,18 @@ class Applied:
 class Faults:
     def __init__(self, lab: Lab) -> None:
         self.lab = lab
+        self._handlers: dict[str, tuple[Callable[[Fault], None], Callable[[Fault], None]]] = {
+            "link": (self._fail_link, self._restore_link),
+            "cut": (self._fail_cut, self._restore_cut),
+            "node": (self._fail_node, self._restore_node),
+            "daemon": (self._fail_daemon, self._restore_daemon),
+            "drain": (self._fail_drain, self._restore_drain),
+            "peering": (self._fail_peering, self._restore_peering),
+            "filter": (self._fail_filter, self._restore_filter),
+            "bgp": (self._fail_bgp, self._restore_bgp),
+            "impair": (self._fail_impair, self._restore_impair),
+        }
+        assert tuple(self._handlers) == KINDS
 
     # ---- bookkeeping
 
@@ -89,18 +101,17 @@ class Faults:
     # ---- entry points
 
     def fail(self, fault: Fault) -> Applied:
-        handler = getattr(self, f"_fail_{fault.kind.replace('-', '_')}", None)
-        if handler is None:
-            raise FaultError(f"fault {fault.kind!r}: expected one of {', '.join(KINDS)}")
-        handler(fault)
+        self._handler(fault)[0](fault)
         return self._record(fault, "fail")
 
     def restore(self, fault: Fault) -> Applied:
-        handler = getattr(self, f"_restore_{fault.kind.replace('-', '_')}", None)
-        if handler is None:
-            raise FaultError(f"fault {fault.kind!r}: expected one of {', '.join(KINDS)}")
-        handler(fault)
+        self._handler(fault)[1](fault)
         return self._record(fault, "restore")
+
+    def _handler(self, fault: Fault) -> tuple[Callable[[Fault], None], Callable[[Fault], None]]:
+        if fault.kind not in self._handlers:
+            raise FaultError(f"fault {fault.kind!r}: expected one of {', '.join(KINDS)}")
+        return self._handlers[fault.kind]
 
     # ---- links
 
@@ -140,7 +151,7 @@ class Faults:
         chains = "".join(f" chain {hook} {{ type filter hook {hook} device {dev} priority -500; {script} }}\n"
                          for hook in hooks)
         text = f"table netdev {table} {{\n{chains}}}\n"
-        system.run(["ip", "netns", "exec", self.lab.runtime.ns(end.namespace), "nft", "-f", "-"], input=text)
+        self.lab.runtime.exec(end.namespace, ["nft", "-f", "-"], input=text)
 
     def _fail_cut(self, fault: Fault) -> None:
         for end in self._ends(fault.target):
@@ -204,9 +215,8 @@ class Faults:
         pids = [e["pid"] for e in self.lab.state.entries("process") if e["node"] == node
                 and system.start_time(e["pid"]) == e.get("start")]
         system.kill_pids(pids, timeout=2.0, term=False)
-        for key in self.lab.plan.nodes[node].namespaces:
-            if self.lab.plan.nodes[node].kind not in ("msee", "gateway"):
-                system.kill_pids(system.netns_pids(self.lab.runtime.ns(key)), timeout=2.0, term=False)
+        for key in self.lab.plan.nodes[node].namespaces:  # and whatever else runs in it
+            system.kill_pids(self.lab.runtime.processes(key), timeout=2.0, term=False)
 
     def _restore_node(self, fault: Fault) -> None:
         for physical in self._node_links(fault.target):
@@ -214,32 +224,28 @@ class Faults:
         self.lab.node(fault.target).start()
 
     def _fail_daemon(self, fault: Fault) -> None:
-        handle = self.lab.node(fault.target)
-        if isinstance(handle, FrrNode):
-            handle.kill_bgp()
-        elif self.lab.plan.nodes[fault.target].kind in ("bird", "gobgp", "exabgp"):
-            self._kill(fault.target)
-        else:
+        try:
+            self.lab.node(fault.target).kill_daemon()
+        except NotSupported:
             raise FaultError(f"daemon faults are for CE routers; {fault.target} is a "
-                             f"{self.lab.plan.nodes[fault.target].kind} (try `node`)")
+                             f"{self.lab.plan.nodes[fault.target].kind} (try `node`)") from None
 
     def _restore_daemon(self, fault: Fault) -> None:
-        handle = self.lab.node(fault.target)
-        if isinstance(handle, FrrNode):
-            handle.restart_bgp()
-        elif handle.healthy() is not None:
-            handle.start()
+        try:
+            self.lab.node(fault.target).restart_daemon()
+        except NotSupported as exc:
+            raise FaultError(str(exc)) from None
 
     # ---- ExpressRoute operations (our nodes)
 
-    def _msee(self, name: str) -> OurNode:
+    def _msee(self, name: str) -> RunningNode:
         handle = self.lab.node(name)
-        if not isinstance(handle, OurNode) or self.lab.plan.nodes[name].kind != "msee":
+        if self.lab.plan.nodes[name].kind != "msee":
             msees = ", ".join(n for n, v in sorted(self.lab.plan.nodes.items()) if v.kind == "msee")
             raise FaultError(f"{name} is not an MSEE; MSEEs: {msees or 'none'}")
         return handle
 
-    def _call(self, node: OurNode, command: str, **args: Any) -> None:
+    def _call(self, node: RunningNode, command: str, **args: Any) -> None:
         try:
             node.call(command, **args)
         except control.ControlError as exc:
@@ -251,7 +257,7 @@ class Faults:
     def _restore_drain(self, fault: Fault) -> None:
         self._call(self._msee(fault.target), "drain", on=False)
 
-    def _circuit_msees(self, circuit: str) -> list[OurNode]:
+    def _circuit_msees(self, circuit: str) -> list[RunningNode]:
         names = [f"{circuit}-msee1", f"{circuit}-msee2"]
         if not all(n in self.lab.plan.nodes for n in names):
             circuits = sorted({n.rsplit("-msee", 1)[0] for n, v in self.lab.plan.nodes.items() if v.kind == "msee"})

@@ -15,7 +15,7 @@ from typing import Any
 
 from bgplab.lab.kinds import RunningNode, node_handle
 from bgplab.lab.plan import LabPlan, plan_from_data, plan_to_data
-from bgplab.lab.runtime.netns import NetnsRuntime
+from bgplab.lab.runtime import make_runtime
 from bgplab.lab.state import LabState, Teardown, labs
 
 Progress = Callable[[str], None]
@@ -30,7 +30,7 @@ class Lab:
     def __init__(self, plan: LabPlan, state: LabState | None = None) -> None:
         self.plan = plan
         self.state = state or LabState(plan.name)
-        self.runtime = NetnsRuntime(plan, self.state)
+        self.runtime = make_runtime(plan, self.state)
         self._handles: dict[str, RunningNode] = {}
 
     @classmethod
@@ -78,9 +78,7 @@ class Lab:
             self.runtime.build()
             order = sorted(self.plan.nodes, key=lambda n: (_START_ORDER[self.plan.nodes[n].kind], n))
             for name in order:
-                spawn = getattr(self.node(name), "spawn", None)
-                if spawn is not None:
-                    spawn()  # our nodes start their interpreters while the routers start
+                self.node(name).spawn()
             for name in order:
                 kind = self.plan.nodes[name].kind
                 if kind != "host":
@@ -128,9 +126,6 @@ class Lab:
             time.sleep(0.25)
 
     def exec_args(self, node: str, args: list[str]) -> list[str]:
-        """The command line that runs args in a node's (main) namespace."""
+        """The host command line that runs args in a node (in its main namespace)."""
         handle = self.node(node)  # an unknown node raises, naming the ones there are
-        adapt = getattr(handle, "command_args", None)
-        if adapt is not None:
-            args = adapt(args)  # e.g. vtysh pointed at the node's own FRR, not the system's
-        return ["ip", "netns", "exec", self.runtime.ns(self.plan.nodes[node].namespaces[0]), *args]
+        return self.runtime.exec_argv(self.plan.nodes[node].namespaces[0], handle.command_args(args))

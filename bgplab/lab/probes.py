@@ -496,7 +496,7 @@ class Probe:
         return "\n".join(lines) + "\n"
 
     def _nft(self, key: str, script: str) -> None:
-        system.run(["ip", "netns", "exec", self.lab.runtime.ns(key), "nft", "-f", "-"], input=script)
+        self.lab.runtime.exec(key, ["nft", "-f", "-"], input=script)
 
     def _install(self) -> None:
         for key in self.namespaces():
@@ -542,7 +542,7 @@ class Probe:
         self.id = secrets.randbits(63)
         self.report = None
         self.lab.state.record("probe", name=self.spec.name, action="start", port=self.port, table=self.table,
-                              namespaces=[self.lab.runtime.ns(k) for k in self.namespaces()],
+                              namespaces=self.namespaces(),
                               time=round(time.monotonic(), 6))
         self._save("running")
         try:

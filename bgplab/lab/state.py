@@ -3,9 +3,9 @@
 Each resource is journaled *before* it is created (one JSON line, flushed and synced), so even an
 `up` killed with SIGKILL between two steps leaves a record that covers what exists. `down` then
 undoes what the journal names, tolerating what was never created or is already gone: processes
-(by pid, only if the start time still matches), then anything else still running in the lab's
-namespaces, then the namespaces themselves (which takes every link and address with them), then
-the lab's directory.
+(by pid, only if the start time still matches), then, newest first, every resource the runtime
+journaled, each undone by the runtime that made it (a namespace: what still runs in it, then the
+namespace, with every link and address in it), then the lab's directory.
 
 Everything of a lab lives in one directory, `$BGPLAB_STATE_DIR/<lab>` (default /run/bgplab):
 the journal, node configs, control sockets, daemon working directories and logs.
@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bgplab.lab import system
+from bgplab.lab.runtime import RESOURCES
 
 STATE_ROOT_ENV = "BGPLAB_STATE_DIR"
 DEFAULT_ROOT = "/run/bgplab"
@@ -91,16 +92,10 @@ class LabState:
                 system.kill_pids([pid])
                 processes += 1
         namespaces = 0
-        for entry in reversed(list(self.entries("namespace"))):
-            name = entry["name"]
-            if not system.netns_exists(name):
-                continue
-            leftovers = system.netns_pids(name)
-            if leftovers:
-                system.kill_pids(leftovers)
-                processes += len(leftovers)
-            system.run(["ip", "netns", "del", name], check=False)
-            namespaces += 1
+        for entry in reversed([e for e in self.entries() if e.get("type") in RESOURCES]):
+            removed, ended = RESOURCES[entry["type"]](entry)
+            processes += ended
+            namespaces += int(removed and entry["type"] == "namespace")
         shutil.rmtree(self.dir, ignore_errors=True)
         return Teardown(processes, namespaces)
 

@@ -1,8 +1,8 @@
 """Commands and processes: the few system calls the lab makes, with errors an operator can read.
 
 `ip`, `tc`, `sysctl` and the daemons' own tools are run as command lines rather than through
-netlink bindings: every failure then carries the message an operator would see typing it, and
-`ip netns exec` is the one way to start an arbitrary program inside a namespace.
+netlink bindings: every failure then carries the message an operator would see typing it (a
+runtime, `bgplab.lab.runtime`, puts them inside a node).
 
 Processes are ended by pid only, and only when the pid still names the process that was
 recorded (its start time matches), so a recycled pid is never killed by mistake.
@@ -69,13 +69,3 @@ def kill_pids(pids: Sequence[int], timeout: float = 3.0, *, term: bool = True) -
             time.sleep(0.05)
         if not remaining:
             return
-
-
-def netns_pids(name: str) -> list[int]:
-    """Every process inside a namespace, whoever started it."""
-    out = run(["ip", "netns", "pids", name], check=False).stdout
-    return [int(pid) for pid in out.split()]
-
-
-def netns_exists(name: str) -> bool:
-    return Path("/run/netns", name).exists()

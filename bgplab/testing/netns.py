@@ -1,8 +1,7 @@
-"""Network namespaces, veth links and link faults for tests, driven through iproute2 and nft.
+"""Network namespaces, veth links and link faults for tests, on the lab runtime's primitives.
 
-The `ip` and `nft` command lines are used rather than netlink bindings because every failure then
-comes with the same message an operator would see by hand, and because `ip netns exec` is the one
-way to start an arbitrary program inside a namespace.
+A test owns its namespaces outright (a `with` block), where a lab journals them for `bgplab
+down`; creating, entering and deleting one is the netns runtime's own code either way.
 """
 
 from __future__ import annotations
@@ -17,7 +16,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
 
-from bgplab.lab.system import CommandError, kill_pids, netns_pids, run
+from bgplab.bgp.sockets import netns_path
+from bgplab.lab.runtime import netns as runtime
+from bgplab.lab.system import CommandError, kill_pids, run
 
 Redirect = int | IO[Any] | None
 """Where a child's stdout or stderr goes, as `subprocess.Popen` accepts it."""
@@ -38,7 +39,7 @@ class Netns:
         if not 0 < len(prefix) <= 7:
             raise ValueError("prefix must be 1-7 characters so names stay short and readable")
         self.name = f"{prefix}{secrets.token_hex(4)}"
-        self.path = Path("/run/netns") / self.name
+        self.path = Path(netns_path(self.name))
         self.kill_timeout = kill_timeout
         self._procs: list[subprocess.Popen[bytes]] = []
         self._created = False
@@ -47,10 +48,10 @@ class Netns:
         return f"Netns({self.name!r})"
 
     def create(self) -> Self:
-        run(["ip", "netns", "add", self.name])
+        runtime.add_namespace(self.name)
         self._created = True
         try:
-            run(["ip", "-n", self.name, "link", "set", "lo", "up"])
+            runtime.ip_batch(self.name, ["link set lo up"])
             # Keep IPv6 addresses across link down/up, as IPv4 ones are, so a link fault heals.
             self.run(["sysctl", "-qw", "net.ipv6.conf.all.keep_addr_on_down=1"])
         except BaseException:
@@ -65,7 +66,7 @@ class Netns:
         if not self._created:
             return
         self._kill_pids(self.pids())
-        run(["ip", "netns", "del", self.name], check=False)
+        runtime.delete_namespace(self.name)
         self._created = False
 
     def __enter__(self) -> Self:
@@ -77,7 +78,7 @@ class Netns:
 
     def exec_args(self, args: Sequence[str]) -> list[str]:
         """The command line that runs args inside this namespace."""
-        return ["ip", "netns", "exec", self.name, *args]
+        return runtime.exec_argv(self.name, args)
 
     def run(self, args: Sequence[str], check: bool = True, *, input: str | None = None,
             timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
@@ -87,7 +88,7 @@ class Netns:
               env: dict[str, str] | None = None, cwd: str | Path | None = None) -> subprocess.Popen[bytes]:
         """Start a long-running process in the namespace; it is killed when the namespace closes.
 
-        `ip netns exec` execs the command in place, so the returned pid is the program itself.
+        The returned pid is the program itself (`runtime.exec_argv`).
         """
         proc = subprocess.Popen(self.exec_args(args), stdin=subprocess.DEVNULL, stdout=stdout,
                                 stderr=stderr, env=env, cwd=cwd, start_new_session=True)
@@ -109,7 +110,7 @@ class Netns:
 
     def pids(self) -> list[int]:
         """Every process currently inside the namespace, whoever started it."""
-        return netns_pids(self.name)
+        return runtime.namespace_pids(self.name)
 
     def _kill_pids(self, pids: list[int]) -> None:
         kill_pids(pids, self.kill_timeout)
@@ -128,8 +129,7 @@ def veth(a: Netns, a_if: str, b: Netns, b_if: str) -> None:
     """
     _check_ifname(a_if)
     _check_ifname(b_if)
-    run(["ip", "link", "add", "name", a_if, "netns", a.name, "type", "veth",
-         "peer", "name", b_if, "netns", b.name])
+    runtime.add_veth(a.name, a_if, b.name, b_if)
     set_link(a, a_if, True)
     set_link(b, b_if, True)
 
@@ -138,12 +138,12 @@ def add_address(ns: Netns, ifname: str, cidr: str) -> None:
     """Add an IPv4 or IPv6 address; IPv6 skips duplicate address detection so it works at once."""
     iface = ipaddress.ip_interface(cidr)
     extra = ["nodad"] if iface.version == 6 else []
-    run(["ip", "-n", ns.name, "addr", "add", str(iface), "dev", ifname, *extra])
+    runtime.ip_batch(ns.name, [" ".join(["address", "add", str(iface), "dev", ifname, *extra])])
 
 
 def set_link(ns: Netns, ifname: str, up: bool) -> None:
     """Carrier-style fault: the peer's end goes down too (veth), as with a pulled cable."""
-    run(["ip", "-n", ns.name, "link", "set", ifname, "up" if up else "down"])
+    runtime.ip_batch(ns.name, [f"link set {ifname} {'up' if up else 'down'}"])
 
 
 def _cut_table(ifname: str) -> str:

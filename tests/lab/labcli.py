@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from bgplab.lab import system
+from bgplab.lab.runtime.netns import namespace_pids
 
 TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
 _T = TypeVar("_T")
@@ -66,7 +67,7 @@ def leftovers(name: str) -> dict[str, list[str]]:
     """Namespaces of the lab, and processes in any of them, still on the machine."""
     found = sorted(n for n in os.listdir("/run/netns") if n.startswith(f"bl-{name}-")) if os.path.isdir(
         "/run/netns") else []
-    return {"namespaces": found, "processes": [str(p) for ns in found for p in system.netns_pids(ns)]}
+    return {"namespaces": found, "processes": [str(p) for ns in found for p in namespace_pids(ns)]}
 
 
 def node_pids(state: Path, name: str) -> list[int]:

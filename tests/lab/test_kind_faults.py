@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from bgplab.lab import system
+from bgplab.lab.runtime.netns import namespace_pids
 from tests.lab.labcli import wait_for
 from tests.lab.test_kinds import Lab, bring_up
 
@@ -122,7 +123,7 @@ class KindLab:
 
     def gone(self) -> None:
         """The CE's process is gone and every MSEE session to it has left established, its routes with it."""
-        wait_for(f"no process left in {self.case.ce}'s namespace", lambda: not system.netns_pids(self.namespace()),
+        wait_for(f"no process left in {self.case.ce}'s namespace", lambda: not namespace_pids(self.namespace()),
                  timeout=5.0)  # SIGKILL is sent, not waited for: a power loss
         wait_for(f"{self.case.ce}'s MSEE sessions down",
                  lambda: "established" not in self.msee_states().values(), timeout=DOWN_WITHIN)
@@ -160,7 +161,7 @@ def links_up(lab: KindLab) -> dict[str, bool]:
 def test_daemon_fault_ends_the_ce_daemon_and_its_sessions_and_restore_brings_them_back(lab: KindLab) -> None:
     ce = lab.case.ce
     before = lab.pid()
-    assert before in system.netns_pids(lab.namespace())
+    assert before in namespace_pids(lab.namespace())
     assert lab.json("fail", "daemon", ce)["action"] == "fail"
     lab.gone()
     assert not system.alive(before)
@@ -169,7 +170,7 @@ def test_daemon_fault_ends_the_ce_daemon_and_its_sessions_and_restore_brings_the
     assert [r for r in status["sessions"] if r["node"] == ce] == []  # a dead daemon reports no sessions
     assert lab.json("restore", "daemon", ce)[0]["action"] == "restore"
     lab.healthy()
-    assert lab.pid() != before and lab.pid() in system.netns_pids(lab.namespace())
+    assert lab.pid() != before and lab.pid() in namespace_pids(lab.namespace())
 
 
 @pytest.mark.lab

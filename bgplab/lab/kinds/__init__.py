@@ -12,29 +12,72 @@ and the tests compare like with like:
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from bgplab.lab.plan import LabPlan, Node
-from bgplab.lab.runtime.netns import NetnsRuntime
+from bgplab.lab.runtime import Runtime
 
 
 class ConfigCheckError(ValueError):
     """A node's config refused by its daemon's own checker; names the file and the line."""
 
 
-class RunningNode(Protocol):
+class NotSupported(RuntimeError):
+    """Asked of a node what its kind cannot do; the message names the node and its kind."""
+
+
+class RunningNode(ABC):
+    """One node of a lab, whatever its kind: what the lab, faults, scenarios and the CLI may ask
+    of it. A capability only some kinds have (a daemon to restart, a control socket) is a method
+    here that the others refuse with `NotSupported`, so callers never look at a node's class."""
+
     node: Node
 
+    def spawn(self) -> None:
+        """Start what takes long to start without waiting for it, before `start` (our nodes'
+        interpreters import while the routers start); most kinds have nothing to do here."""
+        return None
+
+    @abstractmethod
     def start(self) -> None: ...
+
+    @abstractmethod
     def healthy(self) -> str | None:
         """None when running; otherwise why not (e.g. a daemon exited, with its log's tail)."""
+
+    @abstractmethod
     def sessions(self) -> list[dict[str, Any]]: ...
+
+    @abstractmethod
     def routes(self, family: str = "ipv4", **options: Any) -> list[dict[str, Any]]: ...
+
+    @abstractmethod
     def stop(self) -> None: ...
 
+    def command_args(self, args: list[str]) -> list[str]:
+        """A command for `bgplab exec`, pointed at this node's own instance of a tool (vtysh at
+        its own FRR, not a system one); most kinds run commands as given."""
+        return args
 
-def node_handle(plan: LabPlan, node: Node, runtime: NetnsRuntime, workdir: Path) -> RunningNode:
+    def kill_daemon(self) -> None:
+        """Its BGP daemon dies at once (SIGKILL: no Cease, no cleanup), the rest of the node stays."""
+        raise NotSupported(f"{self._what()} has no BGP daemon of its own to kill")
+
+    def restart_daemon(self) -> None:
+        """Its BGP daemon back with the node's config, as a supervisor would bring it back."""
+        raise NotSupported(f"{self._what()} has no BGP daemon of its own to restart")
+
+    def call(self, command: str, **args: Any) -> Any:
+        """A request over bgplab's control protocol (bgplab.expressroute.control): our nodes only."""
+        raise NotSupported(f"{self._what()} has no bgplab control socket")
+
+    def _what(self) -> str:
+        return f"{self.node.name} ({self.node.kind})"
+
+
+def node_handle(plan: LabPlan, node: Node, runtime: Runtime, workdir: Path) -> RunningNode:
     """The handle of one node, whether it is about to start or has run since an earlier `up`."""
     from bgplab.lab.kinds import bird, exabgp, frr, gobgp, host, ours
 

@@ -33,7 +33,7 @@ from bgplab.lab import system
 from bgplab.lab.kinds import ConfigCheckError
 from bgplab.lab.kinds.router import RouterNode
 from bgplab.lab.plan import LabPlan, Node
-from bgplab.lab.runtime.netns import NetnsRuntime
+from bgplab.lab.runtime import Runtime
 
 MSEE_BFD = (300, 300, 3)
 _STATES = {"established": "established", "idle": "idle", "connect": "connect", "active": "active",
@@ -59,7 +59,7 @@ class BirdNode(RouterNode):
     program = "bird"
     title = "BIRD"
 
-    def __init__(self, plan: LabPlan, node: Node, runtime: NetnsRuntime, workdir: Path) -> None:
+    def __init__(self, plan: LabPlan, node: Node, runtime: Runtime, workdir: Path) -> None:
         super().__init__(plan, node, runtime, workdir)
         self.socket = workdir / "bird.ctl"
 

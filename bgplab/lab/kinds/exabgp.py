@@ -38,7 +38,7 @@ from bgplab.lab import system
 from bgplab.lab.kinds import ConfigCheckError
 from bgplab.lab.kinds.router import RouterNode
 from bgplab.lab.plan import LabPlan, Node
-from bgplab.lab.runtime.netns import NetnsRuntime
+from bgplab.lab.runtime import Runtime
 
 API_PROCESS = "bgplab-api"
 _STATES = {"connected": "opensent", "up": "established", "down": "idle"}
@@ -121,7 +121,7 @@ class ExabgpNode(RouterNode):
     title = "ExaBGP"
     start_timeout = 30.0
 
-    def __init__(self, plan: LabPlan, node: Node, runtime: NetnsRuntime, workdir: Path) -> None:
+    def __init__(self, plan: LabPlan, node: Node, runtime: Runtime, workdir: Path) -> None:
         super().__init__(plan, node, runtime, workdir)
         self.messages = workdir / "messages.jsonl"
         self._feed = _Feed()

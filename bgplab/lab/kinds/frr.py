@@ -107,14 +107,14 @@ class FrrNode(RouterNode):
             raise ConfigCheckError(f"{self.node.name}: FRR refused its config while loading it: "
                                    f"{(loaded.stdout + loaded.stderr).strip()[-1500:]}")
 
-    def kill_bgp(self) -> None:
-        """The CE's BGP daemon dies (SIGKILL): its sessions drop at once, zebra withdraws its routes."""
+    def kill_daemon(self) -> None:
+        """bgpd dies (SIGKILL): its sessions drop at once, zebra withdraws its routes."""
         pid = self.pid("bgpd")
         if pid is not None and system.alive(pid):
             system.kill_pids([pid], timeout=2.0, term=False)
 
-    def restart_bgp(self) -> None:
-        """bgpd back, with the node's config, as a supervisor (watchfrr) would bring it back."""
+    def restart_daemon(self) -> None:
+        """bgpd back, with the node's config, as watchfrr would bring it back."""
         pid = self.pid("bgpd")
         if pid is not None and system.alive(pid):
             return

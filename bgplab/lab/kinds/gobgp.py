@@ -35,7 +35,7 @@ from bgplab.lab import system
 from bgplab.lab.kinds import ConfigCheckError
 from bgplab.lab.kinds.router import RouterNode
 from bgplab.lab.plan import LabPlan, Node
-from bgplab.lab.runtime.netns import NetnsRuntime
+from bgplab.lab.runtime import Runtime
 
 _STATES = dict(enumerate(("idle", "connect", "active", "opensent", "openconfirm", "established"), start=1))
 """The API's SessionState enum (0 is UNKNOWN)."""
@@ -74,7 +74,7 @@ class GobgpNode(RouterNode):
     program = "gobgpd"
     title = "gobgpd"
 
-    def __init__(self, plan: LabPlan, node: Node, runtime: NetnsRuntime, workdir: Path) -> None:
+    def __init__(self, plan: LabPlan, node: Node, runtime: Runtime, workdir: Path) -> None:
         super().__init__(plan, node, runtime, workdir)
         self.socket = workdir / "api.sock"
 

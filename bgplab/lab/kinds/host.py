@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from bgplab.lab.kinds import RunningNode
 from bgplab.lab.plan import Node
 
 
-class HostNode:
+class HostNode(RunningNode):
     def __init__(self, node: Node) -> None:
         self.node = node
 

@@ -16,14 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from bgplab.expressroute import control
+from bgplab.lab.kinds import RunningNode
 from bgplab.lab.plan import LabPlan, Node
-from bgplab.lab.runtime.netns import NetnsRuntime
+from bgplab.lab.runtime import Runtime
 
 READY_TIMEOUT = 30.0
 
 
-class OurNode:
-    def __init__(self, plan: LabPlan, node: Node, runtime: NetnsRuntime, workdir: Path) -> None:
+class OurNode(RunningNode):
+    def __init__(self, plan: LabPlan, node: Node, runtime: Runtime, workdir: Path) -> None:
         self.plan = plan
         self.node = node
         self.runtime = runtime
@@ -36,9 +37,9 @@ class OurNode:
         spec: dict[str, Any] = json.loads(json.dumps(dict(self.node.spec)))  # a deep copy, to fill in
         if self.node.kind == "msee":
             for place in spec.get("peerings", {}).values():
-                place["netns"] = self.runtime.ns(place["netns"])
+                place["netns"] = self.runtime.netns_path(place["netns"])
         else:
-            spec["netns"] = self.runtime.ns(spec["netns"])
+            spec["netns"] = self.runtime.netns_path(spec["netns"])
         spec.update(name=self.node.name, kind=self.node.kind, control=self.control, profile=self.plan.profile,
                     expressroute=self.plan.expressroute)
         return spec

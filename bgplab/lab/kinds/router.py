@@ -15,18 +15,19 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from bgplab.lab import system
+from bgplab.lab.kinds import RunningNode
 from bgplab.lab.plan import LabPlan, Node
-from bgplab.lab.runtime.netns import NetnsRuntime
+from bgplab.lab.runtime import Runtime
 
 
-class RouterNode:
+class RouterNode(RunningNode):
     program: ClassVar[str]
     """The main program, which names its pid file and log in the working directory: "bird"."""
     title: ClassVar[str]
     """How messages name it: "BIRD"."""
     start_timeout: ClassVar[float] = 20.0
 
-    def __init__(self, plan: LabPlan, node: Node, runtime: NetnsRuntime, workdir: Path) -> None:
+    def __init__(self, plan: LabPlan, node: Node, runtime: Runtime, workdir: Path) -> None:
         self.plan = plan
         self.node = node
         self.runtime = runtime
@@ -87,3 +88,11 @@ class RouterNode:
         pid = self.pid()
         if pid is not None:
             system.kill_pids([pid])
+
+    def kill_daemon(self) -> None:
+        """The daemon is the node (BIRD, GoBGP, ExaBGP): everything in it dies, helpers too."""
+        system.kill_pids(self.runtime.processes(self.key), timeout=2.0, term=False)
+
+    def restart_daemon(self) -> None:
+        if self.healthy() is not None:
+            self.start()

@@ -1,1 +1,75 @@
-"""Where a lab's nodes live: network namespaces (netns) today; containers are to come."""
+"""Where a lab's nodes live, behind one interface: the rest of the lab never learns how.
+
+Kinds, faults, probes, `bgplab exec` and the pytest plugin act on a node through `Runtime`: run a
+command in it (with input), start a long-running process in it, find its network namespace (our
+own nodes open their sockets there), see which processes it holds, bring a fibre down or up.
+Only the modules of this package know that a node is a network namespace today (netns); a
+container runtime answers the same calls.
+
+A node's working directory (configs, pid files, control sockets, logs) is a directory of the
+lab's state on the host, and a runtime makes it visible inside the node at the same path, so
+what a daemon writes there is read by the lab where it wrote it, whatever the runtime.
+
+Every resource a runtime creates is journaled in the lab's state before it is created; the
+journal entry's type names the resource, and `undo` here removes one such entry, so `bgplab down`
+(in `bgplab.lab.state`) can clean up after any crash without knowing what the resource is.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Protocol
+
+from bgplab.lab.plan import LabPlan, Link
+from bgplab.lab.runtime import netns
+
+if TYPE_CHECKING:
+    from bgplab.lab.state import LabState
+
+Redirect = int | IO[Any] | None
+
+
+class Runtime(Protocol):
+    plan: LabPlan
+
+    def build(self) -> None:
+        """Create every namespace (node), link, address, route and shaper of the plan, journaled."""
+
+    def netns_path(self, key: str) -> str:
+        """The network namespace of a plan namespace key, as a path `setns` takes (a `/run/netns`
+        name here, `/proc/PID/ns/net` for a container): where our own nodes open their sockets."""
+
+    def exec(self, key: str, args: Sequence[str], check: bool = True, timeout: float = 60.0, *,
+             input: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run a command inside a namespace to completion, text in and out."""
+
+    def exec_argv(self, key: str, args: Sequence[str]) -> list[str]:
+        """A host command line that runs args inside a namespace, for a caller that runs it itself
+        (`bgplab exec` hands it the terminal)."""
+
+    def popen(self, key: str | None, args: Sequence[str], *, node: str, what: str,
+              stdout: Redirect = None, stderr: Redirect = None,
+              cwd: Path | None = None) -> subprocess.Popen[bytes]:
+        """Start a long-running process inside a namespace (None: on the host, for our own nodes,
+        which enter their namespaces through `netns_path`), journaled as the node's."""
+
+    def processes(self, key: str) -> list[int]:
+        """Every process inside a namespace, whoever started it (a node's power loss ends them all)."""
+
+    def set_physical(self, physical: str, up: bool) -> list[Link]:
+        """Carrier loss (or its repair) on one fibre: every link of it, at both ends."""
+
+
+def make_runtime(plan: LabPlan, state: LabState) -> Runtime:
+    """The runtime of a lab: network namespaces, the only one so far."""
+    return netns.NetnsRuntime(plan, state)
+
+
+Undo = Callable[[Mapping[str, Any]], tuple[bool, int]]
+"""Remove one journaled resource if it is still there: whether it was, and how many processes
+(left running inside it) ended with it."""
+
+RESOURCES: dict[str, Undo] = {"namespace": netns.remove_namespace}
+"""Journal entry types that name a runtime's resources, with how each is undone."""

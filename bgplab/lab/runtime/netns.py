@@ -15,17 +15,72 @@ from __future__ import annotations
 import ipaddress
 import re
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
+from bgplab.bgp.sockets import netns_path
 from bgplab.lab import system
 from bgplab.lab.plan import LabPlan, Link
-from bgplab.lab.state import LabState
+
+if TYPE_CHECKING:
+    from bgplab.lab.state import LabState
 
 Redirect = int | IO[Any] | None
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+# ---- the primitives, by real namespace name (the lab's runtime below and bgplab.testing's
+# namespaces both stand on these)
+
+def namespace_exists(name: str) -> bool:
+    return Path(netns_path(name)).exists()
+
+
+def add_namespace(name: str) -> None:
+    system.run(["ip", "netns", "add", name])
+
+
+def delete_namespace(name: str) -> None:
+    system.run(["ip", "netns", "del", name], check=False)
+
+
+def exec_argv(name: str, args: Sequence[str]) -> list[str]:
+    """The host command line that runs args inside a namespace: `ip netns exec` execs the program
+    in place, so a process started with it has the program's own pid."""
+    return ["ip", "netns", "exec", name, *args]
+
+
+def ip_batch(name: str, commands: Sequence[str]) -> None:
+    """`ip -batch` in a namespace: one process for many changes; the error names the line."""
+    if commands:
+        system.run(["ip", "-n", name, "-batch", "-"], input="\n".join(commands) + "\n")
+
+
+def add_veth(a: str, a_if: str, b: str, b_if: str) -> None:
+    """A veth pair with each end created straight in its namespace (the same name may be used on
+    both sides, and nothing is ever left in the host's namespace)."""
+    system.run(["ip", "link", "add", "name", a_if, "netns", a, "type", "veth", "peer", "name", b_if, "netns", b])
+
+
+def namespace_pids(name: str) -> list[int]:
+    """Every process inside a namespace, whoever started it."""
+    out = system.run(["ip", "netns", "pids", name], check=False).stdout
+    return [int(pid) for pid in out.split()]
+
+
+def remove_namespace(entry: Mapping[str, Any]) -> tuple[bool, int]:
+    """Undo a journaled namespace: end what still runs in it, then delete it, which takes its
+    links, addresses, routes, bridges and nft tables with it."""
+    name = str(entry["name"])
+    if not namespace_exists(name):
+        return False, 0
+    leftovers = namespace_pids(name)
+    if leftovers:
+        system.kill_pids(leftovers)
+    delete_namespace(name)
+    return True, len(leftovers)
 
 
 class NetnsRuntime:
@@ -47,10 +102,10 @@ class NetnsRuntime:
     def create_namespaces(self) -> None:
         for key, spec in self.plan.namespaces.items():
             name = self.ns(key)
-            if system.netns_exists(name):
+            if namespace_exists(name):
                 raise RuntimeError(f"namespace {name} already exists: is lab {self.plan.name} up? (bgplab down it)")
             self.state.record("namespace", name=name, key=key)
-            system.run(["ip", "netns", "add", name])
+            add_namespace(name)
             forwarding = "1" if spec.forwarding else "0"
             self.batch(key, ["link set lo up"])
             self.sysctl(key, {
@@ -64,9 +119,7 @@ class NetnsRuntime:
 
     def create_links(self) -> None:
         for link in self.plan.links:
-            a, b = link.a, link.b
-            system.run(["ip", "link", "add", "name", a.interface, "netns", self.ns(a.namespace), "type", "veth",
-                        "peer", "name", b.interface, "netns", self.ns(b.namespace)])
+            add_veth(self.ns(link.a.namespace), link.a.interface, self.ns(link.b.namespace), link.b.interface)
 
     def configure(self) -> None:
         shaped = {(e.namespace, e.interface): link.rate_mbps for link in self.plan.links for e in (link.a, link.b)
@@ -91,23 +144,29 @@ class NetnsRuntime:
     # ---- operating
 
     def batch(self, key: str, commands: Sequence[str]) -> None:
-        """`ip -batch` in a namespace: one process for many changes; the error names the line."""
-        if not commands:
-            return
-        system.run(["ip", "-n", self.ns(key), "-batch", "-"], input="\n".join(commands) + "\n")
+        ip_batch(self.ns(key), commands)
 
     def sysctl(self, key: str, values: dict[str, str]) -> None:
         self.exec(key, ["sysctl", "-qw", *[f"{k}={v}" for k, v in values.items()]])
 
-    def exec(self, key: str, args: Sequence[str], check: bool = True,
-             timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-        return system.run(["ip", "netns", "exec", self.ns(key), *args], check, timeout=timeout)
+    def netns_path(self, key: str) -> str:
+        return netns_path(self.ns(key))
+
+    def exec_argv(self, key: str, args: Sequence[str]) -> list[str]:
+        return exec_argv(self.ns(key), args)
+
+    def exec(self, key: str, args: Sequence[str], check: bool = True, timeout: float = 60.0, *,
+             input: str | None = None) -> subprocess.CompletedProcess[str]:
+        return system.run(self.exec_argv(key, args), check, input=input, timeout=timeout)
+
+    def processes(self, key: str) -> list[int]:
+        return namespace_pids(self.ns(key))
 
     def popen(self, key: str | None, args: Sequence[str], *, node: str, what: str,
               stdout: Redirect = None, stderr: Redirect = None,
               cwd: Path | None = None) -> subprocess.Popen[bytes]:
         """Start a long-running process (in a namespace, or the host's for our own nodes), journaled."""
-        argv = list(args) if key is None else ["ip", "netns", "exec", self.ns(key), *args]
+        argv = list(args) if key is None else self.exec_argv(key, args)
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, cwd=cwd,
                                 start_new_session=True)
         self.state.record("process", pid=proc.pid, start=system.start_time(proc.pid), node=node, what=what)
