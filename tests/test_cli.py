@@ -1,4 +1,4 @@
-"""The `bgplab` parser: every verb has its help, and unknown verbs are refused."""
+"""The `bgplab` parser: every verb has its help, unknown verbs are refused, and the docs list the verbs it has."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 
 from bgplab.cli import VERBS, Verb, main
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 class Recording(argparse.ArgumentParser):
@@ -84,3 +86,22 @@ def test_a_verb_loads_only_its_own_module() -> None:
              "    pass\nprint(sorted(m for m in sys.modules if m.startswith(('bgplab.lab', 'bgplab.speak'))))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.splitlines()[-1] == "[]"
+
+
+def documented_commands() -> dict[str, str]:
+    """docs/lab.md's command table: each verb it names, with the text of its row's first column."""
+    text = (REPO / "docs" / "lab.md").read_text()
+    table = text.split("\n## Commands\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split(" | ")[0] for line in table.splitlines() if line.startswith("| `bgplab ")]
+    return {verb: row for row in rows for verb in re.findall(r"`bgplab ([a-z-]+)", row)}
+
+
+def test_the_docs_list_exactly_the_verbs_the_parser_has() -> None:
+    assert sorted(documented_commands()) == sorted(v.name for v in VERBS)
+
+
+@pytest.mark.parametrize("verb", VERBS, ids=lambda v: v.name)
+def test_the_options_the_docs_show_are_the_verbs_own(verb: Verb) -> None:
+    row = documented_commands()[verb.name]
+    shown = re.findall(r"(?<![\w-])(--?[a-z][a-z-]*)", row.split(f"`bgplab {verb.name}", 1)[1].split("`")[0])
+    assert set(shown) <= set(declared_options(verb)), row
