@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import ipaddress
 import json
 import logging
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from bgplab.bgp.events import Event
@@ -95,11 +96,9 @@ def parse_peer(text: str) -> PeerConfig:
     return PeerConfig(**options)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="bgplab speak",
-        description="Run a BGP speaker: announce routes from a file, print what peers send.",
-    )
+def verb_speak(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    """`bgplab speak`'s arguments, and its handler; bad values are reported through this parser, as argparse
+    reports bad syntax, so both read alike and exit 2."""
     parser.add_argument("--asn", required=True, help="our AS number")
     parser.add_argument("--router-id", required=True, help="our BGP identifier, A.B.C.D")
     parser.add_argument(
@@ -117,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="one JSON object per line for every event")
     parser.add_argument("--netns", help="open every socket inside this network namespace")
     parser.add_argument("-v", "--verbose", action="store_true", help="log protocol details on stderr")
-    return parser
+    return functools.partial(main, parser=parser)
 
 
 class EventPrinter:
@@ -191,9 +190,7 @@ async def run(args: argparse.Namespace, routes: list[RouteSpec], peers: list[Pee
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     try:
         parse_asn(args.asn, "--asn")
         ipaddress.IPv4Address(args.router_id)

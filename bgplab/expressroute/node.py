@@ -37,7 +37,7 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, Protocol
@@ -237,12 +237,16 @@ async def serve(node: Node, control: str) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bgplab node", description="Run one of bgplab's own nodes.")
+def verb_node(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    """`bgplab node`'s arguments: the node's contract with whoever starts it (the lab harness, a containerlab
+    export), so they sit with the node."""
     parser.add_argument("kind", choices=KINDS)
     parser.add_argument("--config", required=True, help="the node's config file (YAML or JSON)")
     parser.add_argument("-v", "--verbose", action="store_true")
-    args = parser.parse_args(argv)
+    return main
+
+
+def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:

@@ -1,4 +1,4 @@
-"""The lab commands of `bgplab`: up, down, status, routes, effective-routes, events, exec, schema.
+"""The lab commands of `bgplab` (bgplab.cli lists them): each one's arguments (`verb_*`) and its work (`cmd_*`).
 
 Human tables by default and `--json` everywhere. Exit codes CI can use: 0 done (and, for `up`,
 every session established), 1 the lab is up but not every session came up in time or a node
@@ -32,6 +32,31 @@ from bgplab.lab.topology import LAB_NAME, TopologyError, load_topology, topology
 
 EXIT_OK, EXIT_NOT_READY, EXIT_USAGE, EXIT_NO_LAB = 0, 1, 2, 3
 DEFAULT_WAIT = {"fast": 60.0, "azure": 300.0}
+PEERINGS = ("private", "microsoft", "public")
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _lab_verb(parser: argparse.ArgumentParser, handler: Handler, lab_option: bool = True) -> Handler:
+    """Adds the options every lab command takes; its handler, turning the lab's errors into one line on
+    stderr and the exit codes above, so that a script can tell bad input from a missing lab."""
+    parser.add_argument("--json", action="store_true", help="JSON output")
+    if lab_option:
+        parser.add_argument("--lab", help="which lab (default: the only one up)")
+
+    def run(args: argparse.Namespace) -> int:
+        error: Exception
+        try:
+            return handler(args)
+        except (TopologyError, ConfigCheckError, FaultError, ScenarioError) as exc:
+            error, code = exc, EXIT_USAGE
+        except LabError as exc:
+            error, code = exc, EXIT_NO_LAB
+        except (control.ControlError, RuntimeError, system.CommandError) as exc:
+            error, code = exc, EXIT_NOT_READY
+        print(f"{parser.prog}: {error}", file=sys.stderr)
+        return code
+
+    return run
 
 
 def _out(args: argparse.Namespace, data: Any, text: str) -> None:
@@ -71,6 +96,13 @@ def _progress(args: argparse.Namespace) -> Callable[[str], None]:
     return say
 
 
+def verb_up(parser: argparse.ArgumentParser) -> Handler:
+    parser.add_argument("topology", type=Path)
+    parser.add_argument("--wait", type=float, help="seconds to wait for sessions (default: 60 fast, 300 azure)")
+    parser.add_argument("--name", help="run under another lab name (two copies of one topology side by side)")
+    return _lab_verb(parser, cmd_up, lab_option=False)
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     plan = load_topology(args.topology)
     if args.name:
@@ -96,6 +128,12 @@ def cmd_up(args: argparse.Namespace) -> int:
         text += f"\nnot established after {wait:g}s: " + ", ".join(f"{r['node']}->{r['neighbor']}" for r in waiting)
     _out(args, data, text)
     return EXIT_NOT_READY if waiting else EXIT_OK
+
+
+def verb_down(parser: argparse.ArgumentParser) -> Handler:
+    parser.add_argument("target", nargs="?", help="lab name or topology file (default: the only lab up)")
+    parser.add_argument("--all", action="store_true", help="every lab on this machine")
+    return _lab_verb(parser, cmd_down, lab_option=False)
 
 
 def _lab_name(target: str) -> str:
@@ -124,6 +162,10 @@ def cmd_down(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def verb_status(parser: argparse.ArgumentParser) -> Handler:
+    return _lab_verb(parser, cmd_status)
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     lab = Lab.open(args.lab)
     sessions = lab.sessions()
@@ -141,6 +183,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_NOT_READY if problems else EXIT_OK
 
 
+def verb_routes(parser: argparse.ArgumentParser) -> Handler:
+    parser.add_argument("node")
+    parser.add_argument("--peering", choices=PEERINGS, help="MSEE peering (default private)")
+    parser.add_argument("--direction", choices=("table", "received", "advertised"), default="table",
+                        help="MSEE: its table, what the customer sent, what it sends the customer")
+    parser.add_argument("--family", choices=("ipv4", "ipv6"), default="ipv4")
+    return _lab_verb(parser, cmd_routes)
+
+
 def cmd_routes(args: argparse.Namespace) -> int:
     lab = Lab.open(args.lab)
     options: dict[str, Any] = {}
@@ -151,6 +202,11 @@ def cmd_routes(args: argparse.Namespace) -> int:
     rows = lab.node(args.node).routes(args.family, **options)
     _out(args, rows, _table(rows, ROUTE_COLUMNS))
     return EXIT_OK
+
+
+def verb_effective_routes(parser: argparse.ArgumentParser) -> Handler:
+    parser.add_argument("vnet")
+    return _lab_verb(parser, cmd_effective_routes)
 
 
 def cmd_effective_routes(args: argparse.Namespace) -> int:
@@ -164,6 +220,12 @@ def cmd_effective_routes(args: argparse.Namespace) -> int:
     _out(args, rows, _table(flat, (("source", "SOURCE"), ("state", "STATE"), ("prefix", "ADDRESS PREFIX"),
                                    ("type", "NEXT HOP TYPE"), ("next_hop", "NEXT HOP IP"))))
     return EXIT_OK
+
+
+def verb_events(parser: argparse.ArgumentParser) -> Handler:
+    parser.add_argument("--follow", action="store_true")
+    parser.add_argument("--node")
+    return _lab_verb(parser, cmd_events)
 
 
 def cmd_events(args: argparse.Namespace) -> int:
@@ -200,6 +262,12 @@ def _history(path: str) -> list[dict[str, Any]]:
     return records
 
 
+def verb_exec(parser: argparse.ArgumentParser) -> Handler:
+    parser.add_argument("node")
+    parser.add_argument("command", nargs=argparse.REMAINDER)
+    return _lab_verb(parser, cmd_exec)
+
+
 def cmd_exec(args: argparse.Namespace) -> int:
     lab = Lab.open(args.lab)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -207,6 +275,31 @@ def cmd_exec(args: argparse.Namespace) -> int:
         raise LabError("nothing to run: bgplab exec NODE -- COMMAND [ARGS]")
     argv = lab.exec_args(args.node, command)
     os.execvp(argv[0], argv)
+
+
+def verb_fail(parser: argparse.ArgumentParser) -> Handler:
+    _fault_arguments(parser, restore=False)
+    return _lab_verb(parser, cmd_fail)
+
+
+def verb_restore(parser: argparse.ArgumentParser) -> Handler:
+    _fault_arguments(parser, restore=True)
+    return _lab_verb(parser, cmd_restore)
+
+
+def _fault_arguments(parser: argparse.ArgumentParser, restore: bool) -> None:
+    """What names a fault, one set for fail and restore: a restore names the fault as its fail did."""
+    parser.add_argument("kind", choices=(*FAULT_KINDS, "all") if restore else FAULT_KINDS)
+    parser.add_argument("target", nargs="?" if restore else None,
+                        help="link (ce1:eth1), node, MSEE, or circuit (peering faults)")
+    parser.add_argument("--peering", choices=PEERINGS)
+    parser.add_argument("--mode", choices=BGP_MODES, help="bgp faults")
+    parser.add_argument("--code", type=int, help="bgp notification code (default 6, Cease)")
+    parser.add_argument("--subcode", type=int, help="bgp notification subcode (default 2)")
+    parser.add_argument("--loss", type=float, help="impair: percent of frames dropped each way")
+    parser.add_argument("--rate", type=float, help="impair: Mbps")
+    parser.add_argument("--delay", type=float, help="impair: ms (needs netem)")
+    parser.add_argument("--jitter", type=float, help="impair: ms (needs netem)")
 
 
 def _fault(args: argparse.Namespace) -> Fault:
@@ -235,6 +328,15 @@ def cmd_restore(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def verb_run(parser: argparse.ArgumentParser) -> Handler:
+    parser.add_argument("scenario", type=Path)
+    parser.add_argument("--junit", help="also write a JUnit XML report here")
+    parser.add_argument("--html", help="also write an HTML timeline here")
+    parser.add_argument("--keep", action="store_true", help="leave the lab up afterwards")
+    parser.add_argument("--name", help="bring the lab up under this name")
+    return _lab_verb(parser, cmd_run)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario)
     lab = Lab.open(args.lab) if args.lab else None
@@ -257,6 +359,13 @@ def _plan_of(args: argparse.Namespace) -> LabPlan:
     return Lab.open(args.lab).plan
 
 
+def verb_graph(parser: argparse.ArgumentParser) -> Handler:
+    parser.add_argument("topology", nargs="?", type=Path, help="a topology file (default: the running lab, --lab)")
+    parser.add_argument("--format", choices=("svg", "mermaid"), default="svg")
+    parser.add_argument("-o", "--output", help="write to this file instead of stdout")
+    return _lab_verb(parser, cmd_graph)
+
+
 def cmd_graph(args: argparse.Namespace) -> int:
     plan = _plan_of(args)
     text = graph.svg(plan) if args.format == "svg" else graph.mermaid(plan)
@@ -266,6 +375,13 @@ def cmd_graph(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     return EXIT_OK
+
+
+def verb_export(parser: argparse.ArgumentParser) -> Handler:
+    parser.add_argument("target", choices=("containerlab",))
+    parser.add_argument("topology", nargs="?", type=Path, help="a topology file (default: the running lab, --lab)")
+    parser.add_argument("-o", "--output", help="directory to write into (default: NAME-clab)")
+    return _lab_verb(parser, cmd_export)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -284,89 +400,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def verb_schema(parser: argparse.ArgumentParser) -> Handler:
+    return _lab_verb(parser, cmd_schema, lab_option=False)
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     print(json.dumps(topology_schema(), indent=1))
     return EXIT_OK
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bgplab")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    def add(name: str, handler: Callable[[argparse.Namespace], int], help_text: str,
-            lab_option: bool = True) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        p.set_defaults(handler=handler)
-        p.add_argument("--json", action="store_true", help="JSON output")
-        if lab_option:
-            p.add_argument("--lab", help="which lab (default: the only one up)")
-        return p
-
-    p = add("up", cmd_up, "bring a lab up from a topology file and wait for its sessions", lab_option=False)
-    p.add_argument("topology", type=Path)
-    p.add_argument("--wait", type=float, help="seconds to wait for sessions (default: 60 fast, 300 azure)")
-    p.add_argument("--name", help="run under another lab name (two copies of one topology side by side)")
-    p = add("down", cmd_down, "remove a lab: every namespace, link and process it created", lab_option=False)
-    p.add_argument("target", nargs="?", help="lab name or topology file (default: the only lab up)")
-    p.add_argument("--all", action="store_true", help="every lab on this machine")
-    add("status", cmd_status, "every session of every speaker, ours and the routers', in one schema")
-    p = add("routes", cmd_routes, "a node's BGP routes")
-    p.add_argument("node")
-    p.add_argument("--peering", choices=("private", "microsoft", "public"), help="MSEE peering (default private)")
-    p.add_argument("--direction", choices=("table", "received", "advertised"), default="table",
-                   help="MSEE: its table, what the customer sent, what it sends the customer")
-    p.add_argument("--family", choices=("ipv4", "ipv6"), default="ipv4")
-    p = add("effective-routes", cmd_effective_routes, "a VNet's effective routes, as Azure computes them")
-    p.add_argument("vnet")
-    p = add("events", cmd_events, "session, route and fault events of our nodes")
-    p.add_argument("--follow", action="store_true")
-    p.add_argument("--node")
-    p = add("exec", cmd_exec, "run a command in a node's namespace: bgplab exec NODE -- CMD")
-    p.add_argument("node")
-    p.add_argument("command", nargs=argparse.REMAINDER)
-    for name, handler, text in (("fail", cmd_fail, "break something: a link, a node, a daemon, a session, ..."),
-                                ("restore", cmd_restore, "undo a fault (`restore all`: every fault in force)")):
-        p = add(name, handler, text)
-        p.add_argument("kind", choices=(*FAULT_KINDS, "all") if name == "restore" else FAULT_KINDS)
-        p.add_argument("target", nargs="?" if name == "restore" else None,
-                       help="link (ce1:eth1), node, MSEE, or circuit (peering faults)")
-        p.add_argument("--peering", choices=("private", "microsoft", "public"))
-        p.add_argument("--mode", choices=BGP_MODES, help="bgp faults")
-        p.add_argument("--code", type=int, help="bgp notification code (default 6, Cease)")
-        p.add_argument("--subcode", type=int, help="bgp notification subcode (default 2)")
-        p.add_argument("--loss", type=float, help="impair: percent of frames dropped each way")
-        p.add_argument("--rate", type=float, help="impair: Mbps")
-        p.add_argument("--delay", type=float, help="impair: ms (needs netem)")
-        p.add_argument("--jitter", type=float, help="impair: ms (needs netem)")
-    p = add("run", cmd_run, "run a scenario: faults, waits and expectations, with a report")
-    p.add_argument("scenario", type=Path)
-    p.add_argument("--junit", help="also write a JUnit XML report here")
-    p.add_argument("--html", help="also write an HTML timeline here")
-    p.add_argument("--keep", action="store_true", help="leave the lab up afterwards")
-    p.add_argument("--name", help="bring the lab up under this name")
-    add("schema", cmd_schema, "the topology file's JSON schema, for editors", lab_option=False)
-    p = add("graph", cmd_graph, "a picture of a lab: SVG, or Mermaid text")
-    p.add_argument("topology", nargs="?", type=Path, help="a topology file (default: the running lab, --lab)")
-    p.add_argument("--format", choices=("svg", "mermaid"), default="svg")
-    p.add_argument("-o", "--output", help="write to this file instead of stdout")
-    p = add("export", cmd_export, "the lab for another tool: `bgplab export containerlab TOPOLOGY`")
-    p.add_argument("target", choices=("containerlab",))
-    p.add_argument("topology", nargs="?", type=Path, help="a topology file (default: the running lab, --lab)")
-    p.add_argument("-o", "--output", help="directory to write into (default: NAME-clab)")
-    return parser
-
-
-def main(argv: Sequence[str]) -> int:
-    args = build_parser().parse_args(argv)
-    handler: Callable[[argparse.Namespace], int] = args.handler
-    try:
-        return handler(args)
-    except (TopologyError, ConfigCheckError, FaultError, ScenarioError) as exc:
-        print(f"bgplab {args.command}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except LabError as exc:
-        print(f"bgplab {args.command}: {exc}", file=sys.stderr)
-        return EXIT_NO_LAB
-    except (control.ControlError, RuntimeError, system.CommandError) as exc:
-        print(f"bgplab {args.command}: {exc}", file=sys.stderr)
-        return EXIT_NOT_READY
