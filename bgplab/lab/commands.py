@@ -22,8 +22,7 @@ from bgplab.expressroute import control
 from bgplab.lab import export, graph, system
 from bgplab.lab.faults import BGP_MODES, Fault, FaultError, Faults
 from bgplab.lab.faults import KINDS as FAULT_KINDS
-from bgplab.lab.kinds import ConfigCheckError
-from bgplab.lab.kinds.ours import OurNode
+from bgplab.lab.kinds import ConfigCheckError, NotSupported, RunningNode
 from bgplab.lab.lab import Lab, LabError
 from bgplab.lab.plan import LabPlan
 from bgplab.lab.scenario import Runner, ScenarioError, load_scenario
@@ -47,7 +46,7 @@ def _lab_verb(parser: argparse.ArgumentParser, handler: Handler, lab_option: boo
         error: Exception
         try:
             return handler(args)
-        except (TopologyError, ConfigCheckError, FaultError, ScenarioError) as exc:
+        except (TopologyError, ConfigCheckError, FaultError, ScenarioError, NotSupported) as exc:
             error, code = exc, EXIT_USAGE
         except LabError as exc:
             error, code = exc, EXIT_NO_LAB
@@ -195,11 +194,12 @@ def verb_routes(parser: argparse.ArgumentParser) -> Handler:
 def cmd_routes(args: argparse.Namespace) -> int:
     lab = Lab.open(args.lab)
     options: dict[str, Any] = {}
-    if isinstance(lab.node(args.node), OurNode) and lab.plan.nodes[args.node].kind == "msee":
+    handle = lab.node(args.node)  # an unknown node raises, naming the ones there are
+    if lab.plan.nodes[args.node].kind == "msee":
         options = {"peering": args.peering or "private", "direction": args.direction}
     elif args.peering:
         raise LabError(f"--peering applies to MSEE nodes; {args.node} is a {lab.plan.nodes[args.node].kind}")
-    rows = lab.node(args.node).routes(args.family, **options)
+    rows = handle.routes(args.family, **options)
     _out(args, rows, _table(rows, ROUTE_COLUMNS))
     return EXIT_OK
 
@@ -212,9 +212,7 @@ def verb_effective_routes(parser: argparse.ArgumentParser) -> Handler:
 def cmd_effective_routes(args: argparse.Namespace) -> int:
     lab = Lab.open(args.lab)
     gateway = f"{args.vnet}-gw"
-    node = lab.node(gateway)
-    assert isinstance(node, OurNode)
-    rows = node.call("effective-routes")
+    rows = lab.node(gateway).call("effective-routes")
     flat = [{"prefix": ", ".join(r["addressPrefix"]), "source": r["source"], "state": r["state"],
              "type": r["nextHopType"], "next_hop": ", ".join(r["nextHopIpAddress"])} for r in rows]
     _out(args, rows, _table(flat, (("source", "SOURCE"), ("state", "STATE"), ("prefix", "ADDRESS PREFIX"),
@@ -237,25 +235,23 @@ def cmd_events(args: argparse.Namespace) -> int:
     records: list[dict[str, Any]] = []
     for name in nodes:
         handle = lab.node(name)
-        if not isinstance(handle, OurNode):
-            raise LabError(f"{name} is a {lab.plan.nodes[name].kind}; events come from msee and gateway nodes")
         if args.follow:
-            for record in control.follow(handle.control, since=0.0):
+            for record in handle.follow(since=0.0):
                 print(json.dumps(record) if args.json else f"{record['time']:.3f} {name} {record.get('text', '')}",
                       flush=True)
             return EXIT_OK
-        for record in _history(handle.control):
+        for record in _history(handle):
             records.append(record)
     records.sort(key=lambda r: r.get("time", 0.0))
     _out(args, records, "\n".join(f"{r['time']:.3f} {r.get('node', '')} {r.get('text', '')}" for r in records))
     return EXIT_OK
 
 
-def _history(path: str) -> list[dict[str, Any]]:
+def _history(node: RunningNode) -> list[dict[str, Any]]:
     """The events a node kept, read until the stream goes quiet."""
     records = []
     try:
-        for record in control.follow(path, since=0.0, timeout=0.3):
+        for record in node.follow(since=0.0, timeout=0.3):
             records.append(record)
     except TimeoutError:
         pass

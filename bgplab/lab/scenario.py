@@ -53,7 +53,6 @@ from bgplab.expressroute import control
 from bgplab.lab import system
 from bgplab.lab.faults import KINDS as FAULT_KINDS
 from bgplab.lab.faults import Fault, FaultError, Faults
-from bgplab.lab.kinds.ours import OurNode
 from bgplab.lab.lab import Lab
 from bgplab.lab.probes import LossWindow, Probe, ProbeReport, ProbeSpec
 from bgplab.lab.topology import load_topology
@@ -457,7 +456,6 @@ class Runner:
     def _effective(self, spec: Mapping[str, Any]) -> tuple[bool, Any, str]:
         assert self.lab is not None
         gateway = self.lab.node(f"{spec['vnet']}-gw")
-        assert isinstance(gateway, OurNode)
         rows = [r for r in gateway.call("effective-routes")
                 if r["addressPrefix"] == [spec["prefix"]] and r["state"] == "Active"]
         if not spec.get("present", True):
@@ -523,10 +521,8 @@ class Runner:
         for name, node in sorted(self.lab.plan.nodes.items()):
             if node.kind not in ("msee", "gateway"):
                 continue
-            handle = self.lab.node(name)
-            assert isinstance(handle, OurNode)
             try:
-                for record in control.follow(handle.control, since=since, timeout=0.3):
+                for record in self.lab.node(name).follow(since=since, timeout=0.3):
                     if until is not None and record.get("time", 0.0) > until:
                         break
                     if record.get("type") not in ("update", "withdraw"):  # prefixes: counted, not listed

@@ -13,6 +13,7 @@ and the tests compare like with like:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,11 @@ class RunningNode(ABC):
     def call(self, command: str, **args: Any) -> Any:
         """A request over bgplab's control protocol (bgplab.expressroute.control): our nodes only."""
         raise NotSupported(f"{self._what()} has no bgplab control socket")
+
+    def follow(self, since: float | None = None, timeout: float | None = None) -> Iterator[dict[str, Any]]:
+        """The node's event records as they happen, and those it kept since `since` (monotonic
+        time); a quiet stream past `timeout` raises TimeoutError. Our nodes only."""
+        raise NotSupported(f"{self._what()} keeps no event stream; events come from msee and gateway nodes")
 
     def _what(self) -> str:
         return f"{self.node.name} ({self.node.kind})"

@@ -12,6 +12,7 @@ import select
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,9 @@ class OurNode(RunningNode):
 
     def call(self, command: str, **args: Any) -> Any:
         return control.call(self.control, command, **args)
+
+    def follow(self, since: float | None = None, timeout: float | None = None) -> Iterator[dict[str, Any]]:
+        return control.follow(self.control, since=since, timeout=timeout)
 
     def healthy(self) -> str | None:
         try:
