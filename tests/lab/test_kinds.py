@@ -338,6 +338,18 @@ def exabgp_lab() -> Iterator[Lab]:
     yield from bring_up("exabgp.yaml", "kx")
 
 
+def received_at(lab: Lab, msee: str) -> list[tuple[str, str]]:
+    """What an MSEE received from its CE, once it has: a CE's announcement follows its session
+    by the CE's own timing, and the gateway's choice may come from the other MSEE first."""
+    cli, name, _ = lab
+
+    def rows() -> list[tuple[str, str]]:
+        return [(r["network"], r["path"]) for r in cli.json("routes", msee, "--lab", name, "--direction", "received")]
+
+    wait_for(f"routes received at {msee}", rows)
+    return rows()
+
+
 def check_lab(lab: Lab, edges: list[str], vnet: str, ce_prefix: str, sessions: int) -> dict[str, list[Any]]:
     """What every kind must show: all sessions up, the VNet's prefix at each CE from 12076, the CE's
     prefix active in the VNet's effective routes through both MSEEs' links, every node healthy."""
@@ -395,8 +407,7 @@ def test_bird_lab_forwards_packets_between_the_vnet_and_on_premises(bird_lab: La
     assert from_ce1 and from_ce1[0]["next_hop"] == "10.0.21.1" and from_ce1[0]["local_pref"] == 100
     assert next(r for r in routes["ce1"] if r["network"] == "10.120.0.0/16" and r["best"])["local_pref"] is None
     # ce2 prepends twice toward its MSEE; the gateway prefers ce1's MSEE
-    received = cli.json("routes", "kb-ams-msee2", "--lab", name, "--direction", "received")
-    assert [(r["network"], r["path"]) for r in received] == [("10.21.0.0/16", "65020 65020 65020")]
+    assert received_at(bird_lab, "kb-ams-msee2") == [("10.21.0.0/16", "65020 65020 65020")]
     effective = [r for r in cli.json("effective-routes", "hub", "--lab", name) if r["addressPrefix"] == [
         "10.21.0.0/16"] and r["state"] == "Active"]
     assert effective[0]["nextHopIpAddress"] == ["169.254.0.1"]
@@ -435,10 +446,8 @@ def test_gobgp_lab_is_up_with_its_policies(gobgp_lab: Lab) -> None:
     assert {r["bfd"] for r in up["sessions"] if r["node"] in ("ce1", "ce2")} == {None}
     from_ce2 = [r for r in routes["ce1"] if r["network"] == "10.130.0.0/16" and r["source"] == "10.0.31.2"]
     assert from_ce2 and from_ce2[0]["next_hop"] == "10.0.31.2"  # next-hop-self on iBGP
-    received = cli.json("routes", "kg-ams-msee2", "--lab", name, "--direction", "received")
-    assert [(r["network"], r["path"]) for r in received] == [("10.31.0.0/16", "65030 65030 65030")]
-    received = cli.json("routes", "kg-ams-msee1", "--lab", name, "--direction", "received")
-    assert [(r["network"], r["path"]) for r in received] == [("10.31.0.0/16", "65030")]
+    assert received_at(gobgp_lab, "kg-ams-msee2") == [("10.31.0.0/16", "65030 65030 65030")]
+    assert received_at(gobgp_lab, "kg-ams-msee1") == [("10.31.0.0/16", "65030")]
     socket = cli.state_dir / name / "nodes" / "ce1" / "api.sock"
     for command in ("disable", "enable"):  # not `reset`: GoBGP 3 then idles 30 s, whatever its config says
         system.run(["gobgp", "--target", f"unix://{socket}", "neighbor", "192.168.120.2", command])
@@ -459,8 +468,7 @@ def test_exabgp_lab_is_up_as_one_ce_on_both_links(exabgp_lab: Lab) -> None:
     assert sorted(r["source"] for r in vnet) == ["192.168.130.2", "192.168.130.6"]
     assert [r["best"] for r in vnet] == [True, False]
     for msee in ("kx-ams-msee1", "kx-ams-msee2"):
-        received = cli.json("routes", msee, "--lab", name, "--direction", "received")
-        assert [(r["network"], r["path"]) for r in received] == [("10.41.0.0/16", "65040 65040")]
+        assert received_at(exabgp_lab, msee) == [("10.41.0.0/16", "65040 65040")]
     ce = [r for r in up["sessions"] if r["node"] == "ce1"]
     assert [(r["received"], r["advertised"]) for r in ce] == [(1, 1), (1, 1)]
 

@@ -62,9 +62,15 @@ def test_microsoft_peering_delivers_exactly_the_filtered_service_prefixes() -> N
         for row in routes.values():
             assert row["path"] == "12076"
             assert allowed.intersection(int(a) << 16 | int(b) for a, b in (c.split(":") for c in row["communities"]))
-        received = cli.json("routes", "contoso-ams-msee1", "--lab", name, "--peering", "microsoft",
+
+        def received() -> list[str]:
+            rows = cli.json("routes", "contoso-ams-msee1", "--lab", name, "--peering", "microsoft",
                             "--direction", "received")
-        assert [r["network"] for r in received] == ["203.0.113.0/28"]  # 10.9.0.0/16 (RFC 1918) dropped
+            return [r["network"] for r in rows]
+
+        # What ce1 sends follows what it receives by its own timing: wait for it, then hold it.
+        wait_for("ce1's public prefix at msee1", lambda: received())
+        assert received() == ["203.0.113.0/28"]  # 10.9.0.0/16 (RFC 1918) dropped
         sessions = {(s["node"], s["neighbor"]): s for s in cli.json("status", "--lab", name)["sessions"]}
         assert sessions[("contoso-ams-msee1", "198.51.100.1")]["state"] == "established"
         assert sessions[("contoso-ams-msee1", "198.51.100.1")]["flaps"] == 0
