@@ -1,7 +1,7 @@
 """Data-plane probes: UDP streams between two lab nodes that show failover in the packets themselves.
 
 A probe is a sender in the source node's namespace and a receiver in the destination's, both
-`python -m bgplab.lab.probes send|receive ...` started through the lab's runtime, so they are
+`python -m bgplab.lab.probe_agent send|receive ...` started through the lab's runtime, so they are
 journaled and `bgplab down` ends them. Each packet carries a magic, the probe's id (random per
 start, so a stale packet of an earlier run is never counted), its sequence number and its send
 time; the receiver writes one fixed-size record per packet to the probe's directory in the lab's
@@ -46,245 +46,35 @@ import math
 import re
 import secrets
 import select
-import signal
-import socket
-import struct
 import subprocess
 import sys
 import time
 import zlib
-from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from bgplab.lab import system
+from bgplab.lab.probe_agent import PACKET
+from bgplab.lab.probe_report import RECORD, UNMARKED, ProbeReport, Record, analyse, read_records
 
 if TYPE_CHECKING:
     from bgplab.lab.lab import Lab
     from bgplab.lab.plan import LabPlan
 
-MAGIC = b"BLPR"
-PACKET = struct.Struct("!4sQQq")
-"""magic, probe id, sequence number, send time (CLOCK_MONOTONIC ns)."""
-RECORD = struct.Struct("<QqqBB6x")
-"""One received packet in records.bin: seq, send ns, receive ns, DSCP, TTL (hop limit); 32 bytes."""
 MAX_RATE = 1000.0
 FIRST_DSCP = 10
-INITIAL_TTL = 64
 PORTS = range(47000, 48000)
 """Default ports: clear of BGP, BFD and traceroute's 33434+."""
-UNMARKED = "unmarked"
 MIN_GRACE = 0.5
 MAX_GRACE = 5.0
 
 _NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
-_IP_RECVTTL = getattr(socket, "IP_RECVTTL", 12)  # Linux value; Python's socket module lacks it
 
 
 class ProbeError(RuntimeError):
     """A probe that cannot be set up or run; the message says what would work."""
-
-
-# ---- the pure part: records in, a report out
-
-
-class Record(NamedTuple):
-    """One packet as the receiver saw it; times in monotonic seconds."""
-
-    seq: int
-    sent: float
-    received: float
-    dscp: int = 0
-    ttl: int = 0
-    """The received TTL / hop limit, 0 if unknown."""
-
-
-@dataclass(frozen=True, slots=True)
-class LossWindow:
-    """A run of consecutive sequence numbers that never arrived.
-
-    `start` is the send time of the last packet received before the gap and `end` the send time
-    of the first received after it (send times, on the sender's clock, so a change of path
-    latency does not stretch or shrink the window). Where the gap opens the run (or closes it),
-    the missing neighbour's *scheduled* send time stands in: origin - interval (or origin +
-    sent x interval).
-
-    `duration` = end - start - interval: the outage estimated at the midpoints, i.e. it began
-    half an interval after the last packet that got through and ended half an interval before the
-    next one did. With regular pacing that is count x interval, the same figure the kernel
-    counters give (lost packets x interval), and within half an interval of the true outage; a
-    sender stall inside the gap shows up in it rather than being assumed away.
-
-    `silence` = receive time of the first packet after the gap - receive time of the last one
-    before: the outage as the receiving application lived it (one interval longer than
-    `duration`, plus any change of path latency); None where the gap opens or closes the run.
-    """
-
-    first_lost: int
-    last_lost: int
-    count: int
-    start: float
-    end: float
-    duration: float
-    silence: float | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"first_lost": self.first_lost, "last_lost": self.last_lost, "count": self.count,
-                "start": round(self.start, 6), "end": round(self.end, 6), "duration": round(self.duration, 6),
-                "silence": None if self.silence is None else round(self.silence, 6)}
-
-
-@dataclass(slots=True)
-class ProbeReport:
-    name: str
-    sent: int
-    received: int
-    """Distinct sequence numbers received."""
-    lost: int
-    duplicates: int
-    """Copies of packets already received."""
-    reordered: int
-    """Packets that arrived after one with a higher sequence number."""
-    windows: list[LossWindow]
-    paths: list[tuple[float, float, str, int]]
-    """Runs of consecutive received packets (in sequence order) on one path: (send time of the
-    first, send time of the last, path name, packets)."""
-    per_path: dict[str, int]
-    rate: float
-    interval: float
-    hops: dict[str, list[int]] = field(default_factory=dict)
-    """Per path, the router hop counts seen (64 - received TTL): a path through one router more shows."""
-    latency_ms: dict[str, float] = field(default_factory=dict)
-    """One-way latency of received packets: min, p50, p99, max."""
-    counters: dict[str, int | None] = field(default_factory=dict)
-    """The kernel's own counts: "sent" (source output hook), "delivered" (destination input hook)."""
-    send_errors: int = 0
-    """Packets the sender's stack refused (counted in sent, never on the wire)."""
-    origin: float | None = None
-    """Scheduled send time of packet 0."""
-    destination: str | None = None
-    port: int | None = None
-
-    @property
-    def counter_lost(self) -> int | None:
-        sent, delivered = self.counters.get("sent"), self.counters.get("delivered")
-        return None if sent is None or delivered is None else sent - delivered
-
-    def path_at(self, t: float) -> str | None:
-        """The path of the run covering send time t, if any."""
-        for start, end, name, _ in self.paths:
-            if start <= t <= end:
-                return name
-        return None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name, "sent": self.sent, "received": self.received, "lost": self.lost,
-            "duplicates": self.duplicates, "reordered": self.reordered,
-            "windows": [w.to_json() for w in self.windows],
-            "paths": [{"from": round(a, 6), "to": round(b, 6), "path": p, "packets": n} for a, b, p, n in self.paths],
-            "per_path": self.per_path, "hops": self.hops, "rate": self.rate, "interval": self.interval,
-            "latency_ms": self.latency_ms, "counters": self.counters, "counter_lost": self.counter_lost,
-            "send_errors": self.send_errors, "origin": None if self.origin is None else round(self.origin, 6),
-            "destination": self.destination, "port": self.port,
-        }
-
-    def summary(self) -> str:
-        lines = [f"probe {self.name}: {self.sent} sent, {self.received} received, {self.lost} lost, "
-                 f"{self.duplicates} duplicates, {self.reordered} reordered at {self.rate:g}/s"]
-        if self.counters:
-            lines.append(f"  kernel counters: sent {self.counters.get('sent')}, "
-                         f"delivered {self.counters.get('delivered')}, lost {self.counter_lost}")
-        base = self.origin or 0.0
-        for w in self.windows:
-            lines.append(f"  loss window: seq {w.first_lost}-{w.last_lost} ({w.count} packets) "
-                         f"+{w.start - base:.3f}s .. +{w.end - base:.3f}s, outage {w.duration * 1000:.0f} ms")
-        for a, b, p, n in self.paths:
-            lines.append(f"  path {p}: +{a - base:.3f}s .. +{b - base:.3f}s, {n} packets")
-        return "\n".join(lines)
-
-
-def analyse(records: Iterable[Record], sent: int, interval: float, marks: Mapping[int, str], *,
-            name: str = "probe", origin: float | None = None) -> ProbeReport:
-    """The report of a probe from what the receiver recorded (in arrival order).
-
-    `sent` is how many packets (sequence numbers 0 .. sent-1) the sender sent; a record with a
-    higher number (in flight when a snapshot was cut) is ignored. `marks` maps DSCP values to
-    path names; any other DSCP is "unmarked". `origin` is the scheduled send time of packet 0;
-    without it, it is inferred from the received packets (a packet is never sent early).
-    """
-    first: dict[int, Record] = {}
-    duplicates = reordered = 0
-    highest = -1
-    for record in records:
-        if not 0 <= record.seq < sent:
-            continue
-        if record.seq in first:
-            duplicates += 1
-            continue
-        first[record.seq] = record
-        if record.seq < highest:
-            reordered += 1
-        highest = max(highest, record.seq)
-    seqs = sorted(first)
-    if origin is None:
-        origin = min((first[s].sent - s * interval for s in seqs), default=0.0)
-
-    def send_time(seq: int) -> float:
-        got = first.get(seq)
-        return got.sent if got is not None else origin + seq * interval
-
-    windows: list[LossWindow] = []
-    for a, b in zip([-1, *seqs], [*seqs, sent], strict=True):
-        if b - a <= 1:
-            continue
-        before, after = first.get(a), first.get(b)
-        start, end = send_time(a), send_time(b)
-        silence = after.received - before.received if before is not None and after is not None else None
-        windows.append(LossWindow(a + 1, b - 1, b - a - 1, start, end, max(0.0, end - start - interval), silence))
-
-    def path(record: Record) -> str:
-        return marks.get(record.dscp, UNMARKED)
-
-    paths: list[tuple[float, float, str, int]] = []
-    for seq in seqs:
-        record = first[seq]
-        here = path(record)
-        if paths and paths[-1][2] == here:
-            since, _, p, n = paths[-1]
-            paths[-1] = (since, record.sent, p, n + 1)
-        else:
-            paths.append((record.sent, record.sent, here, 1))
-    per_path = dict(Counter(path(first[s]) for s in seqs))
-    hops: dict[str, set[int]] = {}
-    for s in seqs:
-        if first[s].ttl:
-            hops.setdefault(path(first[s]), set()).add(INITIAL_TTL - first[s].ttl)
-    latencies = sorted(first[s].received - first[s].sent for s in seqs)
-    latency_ms: dict[str, float] = {}
-    if latencies:
-        def pick(q: float) -> float:
-            return round(latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000, 3)
-        latency_ms = {"min": pick(0), "p50": pick(0.5), "p99": pick(0.99), "max": pick(1)}
-    return ProbeReport(name=name, sent=sent, received=len(seqs), lost=sent - len(seqs), duplicates=duplicates,
-                       reordered=reordered, windows=windows, paths=paths, per_path=per_path,
-                       rate=1 / interval if interval > 0 else 0.0, interval=interval,
-                       hops={p: sorted(v) for p, v in hops.items()}, latency_ms=latency_ms, origin=origin)
-
-
-def read_records(path: Path, offset: int = 0) -> list[Record]:
-    """The receiver's file so far, from byte `offset` (a record torn by a flush in progress is
-    left for next time)."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            data = f.read()
-    except FileNotFoundError:
-        return []
-    data = data[: len(data) - len(data) % RECORD.size]
-    return [Record(seq, s / 1e9, r / 1e9, dscp, ttl) for seq, s, r, dscp, ttl in RECORD.iter_unpack(data)]
 
 
 # ---- the lab side: where the probe runs, its rules and processes
@@ -526,7 +316,7 @@ class Probe:
     def _popen(self, key: str, node: str, what: str, args: list[str], log: Path,
                stdout: int | None = None) -> subprocess.Popen[bytes]:
         with open(log, "ab") as err:
-            return self.lab.runtime.popen(key, [sys.executable, "-m", "bgplab.lab.probes", *args], node=node,
+            return self.lab.runtime.popen(key, [sys.executable, "-m", "bgplab.lab.probe_agent", *args], node=node,
                                           what=what, stdout=stdout, stderr=err)
 
     def start(self) -> None:
@@ -685,123 +475,6 @@ class Probe:
             self.stop()
 
 
-# ---- the processes themselves
-
-
-class _Stop:
-    def __init__(self) -> None:
-        self.flag = False
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self._set)
-
-    def _set(self, *_: object) -> None:
-        self.flag = True
-
-
-def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data))
-    tmp.replace(path)
-
-
-def send(address: str, port: int, probe_id: int, rate: float, size: int, status: Path,
-         count: int | None = None) -> int:
-    """Send `count` packets (or until SIGTERM) at `rate`/s on an absolute schedule."""
-    stop = _Stop()
-    family = socket.AF_INET6 if ipaddress.ip_address(address).version == 6 else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    if family == socket.AF_INET:
-        sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, INITIAL_TTL)
-        sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, 0)
-    else:
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, INITIAL_TTL)
-    target = (address, port)
-    interval_ns = round(1e9 / rate)
-    pad = bytes(size - PACKET.size)
-    origin = time.monotonic_ns() + 5_000_000
-    seq = errors = 0
-    last_status = 0
-
-    def report(done: bool) -> None:
-        _write_json(status, {"origin_ns": origin, "interval_ns": interval_ns, "sent": seq, "errors": errors,
-                             "done": done, "at_ns": time.monotonic_ns()})
-
-    report(False)
-    while not stop.flag and (count is None or seq < count):
-        due = origin + seq * interval_ns
-        now = time.monotonic_ns()
-        if now < due:
-            time.sleep(min(due - now, 50_000_000) / 1e9)  # short naps: a SIGTERM is seen within 50 ms
-            continue
-        now = time.monotonic_ns()
-        try:
-            sock.sendto(PACKET.pack(MAGIC, probe_id, seq, now) + pad, target)
-        except OSError:
-            errors += 1
-        seq += 1
-        if now - last_status >= 200_000_000:
-            report(False)
-            last_status = now
-    report(True)
-    return 0
-
-
-def receive(port: int, probe_id: int, out: Path, family: int = 4) -> int:
-    """Record every packet of this probe until SIGTERM; flush every 100 ms."""
-    stop = _Stop()
-    if family == 6:
-        sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVTCLASS, 1)
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
-        sock.bind(("::", port))
-    else:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.setsockopt(socket.IPPROTO_IP, socket.IP_RECVTOS, 1)
-        sock.setsockopt(socket.IPPROTO_IP, _IP_RECVTTL, 1)
-        sock.bind(("0.0.0.0", port))
-    with contextlib.suppress(OSError):
-        sock.setsockopt(socket.SOL_SOCKET, 33, 8 << 20)  # SO_RCVBUFFORCE (we are root): minutes of backlog
-    sock.settimeout(0.1)
-    ancillary = socket.CMSG_SPACE(4) * 4
-    pending = bytearray()
-    foreign = 0
-    last_flush = time.monotonic_ns()
-    with open(out, "ab") as sink:
-        print("ready", flush=True)
-        while not stop.flag:
-            try:
-                data, cmsgs, _, _ = sock.recvmsg(2048, ancillary)
-            except TimeoutError:
-                data = b""
-            now = time.monotonic_ns()
-            if len(data) >= PACKET.size:
-                magic, pid, seq, sent = PACKET.unpack_from(data)
-                if magic == MAGIC and pid == probe_id:
-                    tos = ttl = 0
-                    for level, kind, value in cmsgs:
-                        if level == socket.IPPROTO_IP and kind == socket.IP_TOS:
-                            tos = value[0]
-                        elif level == socket.IPPROTO_IP and kind == socket.IP_TTL:
-                            ttl = int.from_bytes(value[:4], sys.byteorder)
-                        elif level == socket.IPPROTO_IPV6 and kind == socket.IPV6_TCLASS:
-                            tos = int.from_bytes(value[:4], sys.byteorder)
-                        elif level == socket.IPPROTO_IPV6 and kind == socket.IPV6_HOPLIMIT:
-                            ttl = int.from_bytes(value[:4], sys.byteorder)
-                    pending += RECORD.pack(seq, sent, now, (tos >> 2) & 0x3F, min(ttl, 255))
-                else:
-                    foreign += 1
-            if pending and now - last_flush >= 100_000_000:
-                sink.write(pending)
-                sink.flush()
-                pending.clear()
-                last_flush = now
-        sink.write(pending)
-        sink.flush()
-    if foreign:
-        print(f"ignored {foreign} packets of other probes", file=sys.stderr)
-    return 0
-
-
 # ---- command line
 
 
@@ -813,19 +486,6 @@ def _report_args(parser: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bgplab.lab.probes", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    s = sub.add_parser("send", help="(internal) the sender, run in the source namespace")
-    s.add_argument("--address", required=True)
-    s.add_argument("--port", type=int, required=True)
-    s.add_argument("--id", type=int, required=True)
-    s.add_argument("--rate", type=float, required=True)
-    s.add_argument("--size", type=int, default=64)
-    s.add_argument("--status", type=Path, required=True)
-    s.add_argument("--count", type=int)
-    r = sub.add_parser("receive", help="(internal) the receiver, run in the destination namespace")
-    r.add_argument("--port", type=int, required=True)
-    r.add_argument("--id", type=int, required=True)
-    r.add_argument("--family", type=int, choices=(4, 6), default=4)
-    r.add_argument("--out", type=Path, required=True)
     for command, text in (("run", "run a probe for --duration seconds and print its report"),
                           ("start", "start a probe and leave it running")):
         p = sub.add_parser(command, help=text)
@@ -845,11 +505,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.add_argument("name")
         _report_args(p)
     args = parser.parse_args(argv)
-    if args.command == "send":
-        return send(args.address, args.port, args.id, args.rate, args.size, args.status, args.count)
-    if args.command == "receive":
-        return receive(args.port, args.id, args.out, args.family)
-
     from bgplab.lab.lab import Lab, LabError
 
     try:

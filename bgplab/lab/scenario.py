@@ -54,7 +54,8 @@ from bgplab.lab import system
 from bgplab.lab.faults import KINDS as FAULT_KINDS
 from bgplab.lab.faults import Fault, FaultError, Faults
 from bgplab.lab.lab import Lab
-from bgplab.lab.probes import LossWindow, Probe, ProbeReport, ProbeSpec
+from bgplab.lab.probe_report import LossWindow, ProbeReport
+from bgplab.lab.probes import Probe, ProbeSpec
 from bgplab.lab.topology import load_topology
 
 DEFAULT_WITHIN = {"fast": 15.0, "azure": 200.0}

@@ -22,7 +22,8 @@ from typing import Any
 import pytest
 
 from bgplab.lab.lab import Lab
-from bgplab.lab.probes import Probe, ProbeReport, ProbeSpec
+from bgplab.lab.probe_report import ProbeReport
+from bgplab.lab.probes import Probe, ProbeSpec
 from bgplab.lab.state import STATE_ROOT_ENV
 from tests.lab.labcli import Cli, running_lab, wait_for
 

@@ -13,19 +13,8 @@ from typing import Any
 import pytest
 
 from bgplab.lab.lab import Lab
-from bgplab.lab.probes import (
-    RECORD,
-    UNMARKED,
-    LossWindow,
-    Probe,
-    ProbeError,
-    ProbeSpec,
-    Record,
-    analyse,
-    default_hops,
-    read_records,
-    resolve_destination,
-)
+from bgplab.lab.probe_report import RECORD, UNMARKED, LossWindow, Record, analyse, read_records
+from bgplab.lab.probes import Probe, ProbeError, ProbeSpec, default_hops, resolve_destination
 from bgplab.lab.state import STATE_ROOT_ENV, LabState
 from bgplab.lab.topology import load_topology
 from tests.lab.labcli import TOPOLOGIES, Cli, running_lab, wait_for
