@@ -51,16 +51,8 @@ from bgplab.bgp.wire.messages import (
     encode_open,
 )
 from bgplab.bgp.wire.messages import RouteRefresh as RouteRefreshMessage
-from bgplab.bgp.wire.update import (
-    IPV4_UNICAST,
-    IPV6_UNICAST,
-    CodecContext,
-    DecodeCache,
-    Family,
-    Update,
-    decode_update,
-    treat_as_withdraw,
-)
+from bgplab.bgp.wire.update import IPV4_UNICAST, IPV6_UNICAST, CodecContext, Family, Update, treat_as_withdraw
+from bgplab.bgp.wire.update_decoder import DecodeCache, decode_update
 
 LARGE_HOLD_TIME = 240.0  # RFC 4271 section 8.2.2: hold timer while waiting for the peer's OPEN
 

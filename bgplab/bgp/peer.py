@@ -46,15 +46,8 @@ from bgplab.bgp.wire.constants import CeaseSubcode, ErrorCode, Origin, RouteRefr
 from bgplab.bgp.wire.errors import UpdateError
 from bgplab.bgp.wire.messages import Notification, encode_notification, encode_route_refresh, shutdown_data
 from bgplab.bgp.wire.messages import RouteRefresh as RouteRefreshMessage
-from bgplab.bgp.wire.update import (
-    IPV4_UNICAST,
-    IPV6_UNICAST,
-    Family,
-    Update,
-    end_of_rib,
-    pack_announcements,
-    pack_withdrawals,
-)
+from bgplab.bgp.wire.update import IPV4_UNICAST, IPV6_UNICAST, Family, Update
+from bgplab.bgp.wire.update_encoder import end_of_rib, pack_announcements, pack_withdrawals
 
 if TYPE_CHECKING:
     from bgplab.bgp.speaker import Speaker
