@@ -1,9 +1,10 @@
 """The asyncio edge of the BGP speaker: sockets, timers and tables around the sans-IO `Session`.
 
-Everything protocol-shaped is decided in `fsm.Session`; this module only carries its actions
-out. Received bytes go through `asyncio.Protocol.data_received`, so one socket read of many
-UPDATEs is handled in one call with no await per message, and the loop is back to timers
-within one read's worth of work: keepalives leave on time while a full table arrives.
+Sessions are decided in `fsm.Session`, each peer's routes in `adjribin` and `adjribout`, best
+paths in `rib.LocRib`; this module and `peer.py` carry out what they decide. Received bytes
+go through `asyncio.Protocol.data_received`, so one socket read of many UPDATEs is handled in
+one call with no await per message, and the loop is back to timers within one read's worth
+of work: keepalives leave on time while a full table arrives.
 Outbound routes go through a per-peer queue of pending changes drained by a task that yields
 between batches and waits whenever the peer's socket buffer is full (perf-robustness.md B.5,
 cases 23, 24 and 27).
