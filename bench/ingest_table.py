@@ -22,7 +22,8 @@ from pathlib import Path
 from bench.ingest_common import RECEIVER_ASN, SENDER_ADDRESS, SENDER_ASN
 from bgplab.bgp.wire.attributes import PathAttributes, as_sequence
 from bgplab.bgp.wire.constants import MAX_MESSAGE_LEN, Origin
-from bgplab.bgp.wire.update import IPV4_UNICAST, CodecContext, pack_announcements
+from bgplab.bgp.wire.update import IPV4_UNICAST, CodecContext
+from bgplab.bgp.wire.update_encoder import pack_announcements
 
 GENERATOR_VERSION = 1
 WORKLOADS = ("dense", "realistic")

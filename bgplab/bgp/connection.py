@@ -68,7 +68,7 @@ class Connection(asyncio.Protocol):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self.link is None:
-            self.speaker._incoming(self, transport)
+            self.speaker.connection_accepted(self, transport)
         else:
             self.link.attached(self, transport)
 
@@ -77,7 +77,7 @@ class Connection(asyncio.Protocol):
             return
         if len(data) <= _SLICE and not self._backlog:
             self.link.run(self.link.session.data_received(data))
-            self.speaker._ingested(len(data))
+            self.speaker.ingested(len(data))
             return
         view = memoryview(data)
         self._backlog.extend(view[i : i + _SLICE] for i in range(0, len(view), _SLICE))
@@ -94,7 +94,7 @@ class Connection(asyncio.Protocol):
             return
         chunk = self._backlog.popleft()
         link.run(link.session.data_received(chunk.tobytes()))
-        self.speaker._ingested(len(chunk))
+        self.speaker.ingested(len(chunk))
         if self._backlog:
             asyncio.get_running_loop().call_soon(self._drain)
         else:
@@ -173,7 +173,7 @@ class Link:
     def run(self, actions: list[Action]) -> None:
         for action in actions:
             if isinstance(action, Received):
-                self.peer._on_update(action.update)
+                self.peer.on_update(action.update)
             elif isinstance(action, Send):
                 transport = self.transport
                 if transport is not None and not transport.is_closing() and not self.peer.muted:
@@ -185,7 +185,7 @@ class Link:
                 if handle is not None:
                     handle.cancel()
             elif isinstance(action, StateChanged):
-                self.peer._on_state(self, action)
+                self.peer.on_state(self, action)
             elif isinstance(action, Connect):
                 self.cancel_connect()
                 self._connecting = self._loop.create_task(self._connect())
@@ -197,15 +197,15 @@ class Link:
                     conn.transport.close()
                 self.writable.set()
             elif isinstance(action, SessionUp):
-                self.peer._on_up(self, action.negotiated)
+                self.peer.on_up(self, action.negotiated)
             elif isinstance(action, SessionDown):
-                self.peer._on_down(action.reason)
+                self.peer.on_down(action.reason)
             elif isinstance(action, NotificationReceived | NotificationSent):
-                self.peer._on_notification(action)
+                self.peer.on_notification(action)
             elif isinstance(action, UpdateErrors):
-                self.peer._on_update_errors(action.errors)
+                self.peer.on_update_errors(action.errors)
             elif isinstance(action, RefreshRequested):
-                self.peer._on_refresh(action.request)
+                self.peer.on_refresh(action.request)
 
     def _arm(self, timer: Timer, seconds: float) -> None:
         old = self._timers.pop(timer, None)
@@ -235,11 +235,11 @@ class Link:
         sock: socket.socket | None = None
         try:
             sock = new_tcp_socket(speaker.netns, family_of(cfg.address))
-            self.peer._secure(sock)
+            self.peer.secure(sock)
             if cfg.local_address:
                 sock.bind((cfg.local_address, 0))
             await self._loop.sock_connect(sock, (cfg.address, cfg.port))
-            await self._loop.create_connection(lambda: speaker._track(Connection(speaker, self)), sock=sock)
+            await self._loop.create_connection(lambda: speaker.track(Connection(speaker, self)), sock=sock)
             sock = None
         except asyncio.CancelledError:
             raise

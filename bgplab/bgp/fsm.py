@@ -4,7 +4,7 @@ A `Session` owns one BGP connection at a time. It is fed events (connection up o
 bytes received, a timer fired, the application asks to start or stop) and answers each with a
 list of actions (send these bytes, connect, disconnect, arm or cancel a timer, here is an
 UPDATE). It never reads a clock or touches a socket, so every transition is unit-testable and
-the asyncio edge (`speaker.py`) stays a thin loop that carries actions out.
+the asyncio edge (`connection.Link`) stays a thin loop that carries actions out.
 
 Two deliberate departures from the letter of the RFC, both common practice:
 - the hold timer is re-armed once per batch of received bytes rather than per message, which
@@ -51,16 +51,8 @@ from bgplab.bgp.wire.messages import (
     encode_open,
 )
 from bgplab.bgp.wire.messages import RouteRefresh as RouteRefreshMessage
-from bgplab.bgp.wire.update import (
-    IPV4_UNICAST,
-    IPV6_UNICAST,
-    CodecContext,
-    DecodeCache,
-    Family,
-    Update,
-    decode_update,
-    treat_as_withdraw,
-)
+from bgplab.bgp.wire.update import IPV4_UNICAST, IPV6_UNICAST, CodecContext, Family, Update, treat_as_withdraw
+from bgplab.bgp.wire.update_decoder import DecodeCache, decode_update
 
 LARGE_HOLD_TIME = 240.0  # RFC 4271 section 8.2.2: hold timer while waiting for the peer's OPEN
 

@@ -1,9 +1,10 @@
 """The asyncio edge of the BGP speaker: sockets, timers and tables around the sans-IO `Session`.
 
-Everything protocol-shaped is decided in `fsm.Session`; this module only carries its actions
-out. Received bytes go through `asyncio.Protocol.data_received`, so one socket read of many
-UPDATEs is handled in one call with no await per message, and the loop is back to timers
-within one read's worth of work: keepalives leave on time while a full table arrives.
+Sessions are decided in `fsm.Session`, each peer's routes in `adjribin` and `adjribout`, best
+paths in `rib.LocRib`; this module and `peer.py` carry out what they decide. Received bytes
+go through `asyncio.Protocol.data_received`, so one socket read of many UPDATEs is handled in
+one call with no await per message, and the loop is back to timers within one read's worth
+of work: keepalives leave on time while a full table arrives.
 Outbound routes go through a per-peer queue of pending changes drained by a task that yields
 between batches and waits whenever the peer's socket buffer is full (perf-robustness.md B.5,
 cases 23, 24 and 27).
@@ -39,7 +40,7 @@ log = logging.getLogger("bgplab.speaker")
 _EVENT_HIGH_WATER = 20000
 _EVENT_LOW_WATER = 2000
 _FREEZE_EVERY = 1024 * 1024
-"""Bytes received between two `gc.freeze()`s (see `_ingested`). Until frozen, a table's new
+"""Bytes received between two `gc.freeze()`s (see `ingested`). Until frozen, a table's new
 objects are scanned by every full collection: 4 MiB of realistic UPDATEs made those pauses
 reach 100 ms in bench.bestpath, 1 MiB keeps them near 15."""
 _WITHDRAW_SLICE = 4096
@@ -61,13 +62,11 @@ class Subscription:
             event = await self.queue.get()
             if event is None:
                 return
-            if self.speaker._reading_paused and self.queue.qsize() < _EVENT_LOW_WATER:
-                self.speaker._pause_reading(False)
+            self.speaker.event_taken(self)
             yield event
 
     def close(self) -> None:
-        if self in self.speaker._subscribers:
-            self.speaker._subscribers.remove(self)
+        self.speaker.unsubscribe(self)
         self.queue.put_nowait(None)
 
 
@@ -128,7 +127,7 @@ class Speaker:
                 await self._close_servers()
                 raise
             self._listen_socks.append(sock)
-            self._servers.append(await loop.create_server(lambda: self._track(Connection(self)), sock=sock))
+            self._servers.append(await loop.create_server(lambda: self.track(Connection(self)), sock=sock))
         self._started = True
         for peer in self.peers.values():
             peer.start()
@@ -180,7 +179,7 @@ class Speaker:
             peer.stop(CeaseSubcode.ADMINISTRATIVE_SHUTDOWN, message)
         await asyncio.gather(*(peer.closed() for peer in self.peers.values()))
         for peer in self.peers.values():
-            for link in peer._links():
+            for link in peer.links():
                 link.cancel_timers()
                 link.cancel_connect()
         await self._close_servers()
@@ -201,7 +200,8 @@ class Speaker:
             sock.close()
         self._listen_socks.clear()
 
-    def _track(self, conn: Connection) -> Connection:
+    def track(self, conn: Connection) -> Connection:
+        """Keep a connection (ours or the peer's) until it closes, to abort it when we stop."""
         self._conns.add(conn)
         conn.closed.add_done_callback(lambda _: self._conns.discard(conn))
         return conn
@@ -252,7 +252,8 @@ class Speaker:
         if config.ttl_security and family_of(config.address) == sock.family:
             set_ttl_security(sock)
 
-    def _incoming(self, conn: Connection, transport: asyncio.Transport) -> None:
+    def connection_accepted(self, conn: Connection, transport: asyncio.Transport) -> None:
+        """A connection came in on a listening socket: to its peer, or closed if we have none."""
         host = transport.get_extra_info("peername")[0].split("%")[0]
         peer = self.peers.get(str(ipaddress.ip_address(host)))
         if peer is None:
@@ -286,18 +287,25 @@ class Speaker:
     def originated(self, family: Family) -> dict[int, PathAttributes]:
         return self._originated.get(family, {})
 
-    def _is_local(self, attrs: PathAttributes) -> bool:
+    def is_originated(self, attrs: PathAttributes) -> bool:
+        """Whether an attribute set is one we originated (`announce`), rather than learned."""
         return self._local_attrs.get(id(attrs)) is attrs
 
     # ---- routing (with a Loc-RIB)
 
-    def _accept(self, peer: Peer, family: Family, keys: list[int], attrs: PathAttributes) -> None:
-        """Import policy, then the decision process, then the other peers and the listeners."""
+    def routes_learned(self, peer: Peer, family: Family, keys: list[int], attrs: PathAttributes) -> None:
+        """A peer's routes as received: import policy, then the decision process, then the other
+        peers and the listeners."""
         assert self.rib is not None
         policy = peer.config.import_policy
         verdicts = [(attrs, keys)] if policy is None else policy.apply(family, keys, attrs, self.asn)
         for result, ks in verdicts:
             self._propagate(self.rib.apply(peer.address, family, ks, result))
+
+    def routes_lost(self, address: str, family: Family, keys: list[int]) -> None:
+        """A peer's routes it withdrew or may no longer use: out of the Loc-RIB, and what that changes on."""
+        assert self.rib is not None
+        self._propagate(self.rib.apply(address, family, keys, None))
 
     def _propagate(self, reselected: Reselected) -> None:
         """Hand what the Loc-RIB changed to the listeners and to every established peer.
@@ -339,7 +347,7 @@ class Speaker:
         learned_ibgp = not self.rib.peer_info(source).ebgp
         return not (learned_ibgp and peer.negotiated is not None and not peer.negotiated.codec.ebgp)
 
-    def _export_view(self, peer: Peer, family: Family) -> dict[int, PathAttributes | None]:
+    def export_view(self, peer: Peer, family: Family) -> dict[int, PathAttributes | None]:
         """Everything this peer should hold from us right now, before export policy."""
         if self.rib is None:
             return dict(self._originated.get(family, {}))
@@ -378,11 +386,22 @@ class Speaker:
                 work.pop()
             if budget is not None:
                 budget -= len(gone)
-            self._propagate(self.rib.apply(address, family, gone, None))
+            self.routes_lost(address, family, gone)
         if work:
             asyncio.get_running_loop().call_soon(self._leave, address, _WITHDRAW_SLICE)
         else:
             self._leaving.pop(address, None)
+
+    def peer_up(self, peer: Peer, negotiated: Negotiated, local_address: str | None) -> None:
+        """A peer's session came up from `local_address`: BFD starts if configured, and the
+        Loc-RIB learns who the peer is."""
+        if local_address is not None:
+            self._bfd_track(peer, local_address.split("%")[0])
+        self._register(peer, negotiated)
+
+    def peer_down(self, peer: Peer) -> None:
+        """A peer's session ended; see `_routes_gone`."""
+        self._routes_gone(peer)
 
     def _register(self, peer: Peer, negotiated: Negotiated) -> None:
         if self.rib is not None:
@@ -408,9 +427,9 @@ class Speaker:
                 for key, attrs in table.items():
                     by_attrs.setdefault(id(attrs), (attrs, []))[1].append(key)
                 for attrs, keys in by_attrs.values():
-                    self._accept(peer, family, keys, attrs)
+                    self.routes_learned(peer, family, keys, attrs)
         for family in peer.negotiated.families:
-            view = self._export_view(peer, family)
+            view = self.export_view(peer, family)
             for key in peer.adj_rib_out.get(family, {}):
                 view.setdefault(key, None)
             peer.enqueue_many(family, view)
@@ -422,7 +441,21 @@ class Speaker:
         self._subscribers.append(sub)
         return sub
 
-    def _emit(self, event: Event) -> None:
+    @property
+    def listening(self) -> bool:
+        """Whether anyone subscribed to events: if not, they are not even made."""
+        return bool(self._subscribers)
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        if sub in self._subscribers:
+            self._subscribers.remove(sub)
+
+    def event_taken(self, sub: Subscription) -> None:
+        """A subscriber took an event: reading resumes once its backlog is short again."""
+        if self._reading_paused and sub.queue.qsize() < _EVENT_LOW_WATER:
+            self._pause_reading(False)
+
+    def emit(self, event: Event) -> None:
         for sub in self._subscribers:
             sub.queue.put_nowait(event)
             if not self._reading_paused and sub.queue.qsize() > _EVENT_HIGH_WATER:
@@ -432,11 +465,11 @@ class Speaker:
         """Back-pressure: a slow consumer of events slows the peers down instead of growing memory."""
         self._reading_paused = pause
         for peer in self.peers.values():
-            for link in peer._links():
+            for link in peer.links():
                 if link.conn is not None:
                     link.conn.hold("events", pause)
 
-    def _ingested(self, nbytes: int) -> None:
+    def ingested(self, nbytes: int) -> None:
         """Keep the garbage collector off the routing table once it has grown.
 
         A table is millions of long-lived, acyclic objects; left in the collected generations

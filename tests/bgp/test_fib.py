@@ -24,7 +24,6 @@ import pytest
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg  # type: ignore[import-untyped]
 from pyroute2.netlink.rtnl.rtmsg import rtmsg  # type: ignore[import-untyped]
 
-from bgplab.bgp import fib as fibmod
 from bgplab.bgp.fib import (
     BLACKHOLE,
     DEFAULT_METRIC,
@@ -37,6 +36,9 @@ from bgplab.bgp.fib import (
     VrfUnsupported,
     probe_vrf,
 )
+from bgplab.bgp.fib import worker as fibworker
+from bgplab.bgp.fib.rtnetlink import RT_TABLE_COMPAT, KernelRoute, RouteEncoder, parse_route
+from bgplab.bgp.fib.vrf import vrf_table_of
 from bgplab.bgp.rib import LOCAL, DecisionOptions, LocRib, PeerInfo
 from bgplab.bgp.sockets import NetnsError
 from bgplab.bgp.wire import IPV4_UNICAST, IPV6_UNICAST, PathAttributes, as_sequence
@@ -69,7 +71,7 @@ def decode(data: bytes) -> Any:
 
 
 def test_add_message_decodes_with_pyroute2() -> None:
-    enc = fibmod._Encoder(table=100, protocol=RTPROT_BGPLAB, metric=20)
+    enc = RouteEncoder(table=100, protocol=RTPROT_BGPLAB, metric=20)
     tail = enc.tail(socket.AF_INET, ("192.0.2.2",))
     assert isinstance(tail, bytes)
     msg = decode(enc.add(7, 0, socket.AF_INET, key("10.1.0.0/16"), tail))
@@ -82,18 +84,18 @@ def test_add_message_decodes_with_pyroute2() -> None:
 
 
 def test_multipath_message_decodes_with_pyroute2() -> None:
-    enc = fibmod._Encoder(table=1000, protocol=RTPROT_BGPLAB, metric=None)
+    enc = RouteEncoder(table=1000, protocol=RTPROT_BGPLAB, metric=None)
     tail = enc.tail(socket.AF_INET6, NH6[:2])
     assert isinstance(tail, bytes)
     msg = decode(enc.add(1, 0, socket.AF_INET6, key("2001:db8:5::/48"), tail))
-    assert msg["table"] == fibmod._RT_TABLE_COMPAT and msg.get("RTA_TABLE") == 1000
+    assert msg["table"] == RT_TABLE_COMPAT and msg.get("RTA_TABLE") == 1000
     assert msg.get("RTA_PRIORITY") is None
     assert msg.get("RTA_DST") == "2001:db8:5::"
     assert [hop.get("RTA_GATEWAY") for hop in msg.get("RTA_MULTIPATH")] == list(NH6[:2])
 
 
 def test_ipv4_route_via_ipv6_next_hop_uses_rta_via() -> None:
-    enc = fibmod._Encoder(table=254, protocol=RTPROT_BGPLAB, metric=20)
+    enc = RouteEncoder(table=254, protocol=RTPROT_BGPLAB, metric=20)
     tail = enc.tail(socket.AF_INET, ("2001:db8::2",))
     assert isinstance(tail, bytes)
     msg = decode(enc.add(1, 0, socket.AF_INET, key("10.4.0.0/16"), tail))
@@ -101,7 +103,7 @@ def test_ipv4_route_via_ipv6_next_hop_uses_rta_via() -> None:
 
 
 def test_delete_message_matches_protocol_and_table_only() -> None:
-    enc = fibmod._Encoder(table=100, protocol=RTPROT_BGPLAB, metric=20)
+    enc = RouteEncoder(table=100, protocol=RTPROT_BGPLAB, metric=20)
     msg = decode(enc.delete(3, 0, socket.AF_INET, key("10.1.0.0/16"), 20))
     assert msg["header"]["type"] == 25
     assert (msg["proto"], msg["scope"], msg["type"]) == (RTPROT_BGPLAB, 255, 0)
@@ -109,7 +111,7 @@ def test_delete_message_matches_protocol_and_table_only() -> None:
 
 
 def test_unencodable_next_hops_are_reasons_not_exceptions() -> None:
-    enc = fibmod._Encoder(table=254, protocol=RTPROT_BGPLAB, metric=20)
+    enc = RouteEncoder(table=254, protocol=RTPROT_BGPLAB, metric=20)
     assert enc.tail(socket.AF_INET, ("not-an-address",))[0] == errno.EINVAL
     assert enc.tail(socket.AF_INET6, ("192.0.2.2",))[0] == errno.EINVAL
     assert enc.tail(socket.AF_INET6, ("fe80::1%nosuchdev0",))[0] == errno.ENODEV
@@ -126,8 +128,8 @@ def test_parse_route_made_by_pyroute2() -> None:
         ("RTA_MULTIPATH", [{"attrs": [("RTA_GATEWAY", h)], "oif": 2} for h in NH4[:2]]),
     ]
     msg.encode()
-    route = fibmod._parse_route(memoryview(bytes(msg.data)), str)
-    assert route == fibmod._Dumped(IPV4_UNICAST, key("10.9.8.0/24"), 100, RTPROT_BGPLAB, 20, NH4[:2])
+    route = parse_route(memoryview(bytes(msg.data)), str)
+    assert route == KernelRoute(IPV4_UNICAST, key("10.9.8.0/24"), 100, RTPROT_BGPLAB, 20, NH4[:2])
 
 
 def test_vrf_table_read_from_kernel_layout() -> None:
@@ -140,7 +142,7 @@ def test_vrf_table_read_from_kernel_layout() -> None:
     body = struct.pack("=BxHiII", 0, 1, 5, 0, 0) + nla(3, b"red\0") + nla(18, linkinfo)  # IFNAME, LINKINFO
     msg = ifinfmsg(struct.pack("=IHHII", 16 + len(body), 16, 0, 0, 0) + body)
     msg.decode()
-    assert fibmod._vrf_table_of(msg) == 1001
+    assert vrf_table_of(msg) == 1001
 
 
 def test_arguments_are_checked() -> None:
@@ -406,7 +408,7 @@ async def test_bad_next_hops_are_reported_and_the_rest_lands(lab: LinkedPair, fi
 async def test_error_reports_survive_a_tiny_receive_buffer(lab: LinkedPair, monkeypatch: pytest.MonkeyPatch) -> None:
     """With room for a handful of error reports, the kernel drops the rest (ENOBUFS): the batch is
     resent with an ack per request, and still every refusal is reported and every good route lands."""
-    monkeypatch.setattr(fibmod, "_BUFFER", 4096)
+    monkeypatch.setattr(fibworker, "_BUFFER", 4096)
     async with Fib(lab.a.name) as fib:
         bad = [v4(f"10.{i >> 8}.{i & 255}.0/24", "198.51.100.1") for i in range(600)]
         good = [v4(f"10.100.{i}.0/24", NH4[0]) for i in range(200)]

@@ -15,21 +15,9 @@ from bgplab.bgp.wire.messages import (
     encode_open,
     encode_route_refresh,
 )
-from bgplab.bgp.wire.update import (
-    IPV4_UNICAST,
-    IPV6_UNICAST,
-    CodecContext,
-    DecodeCache,
-    Family,
-    MpReach,
-    MpUnreach,
-    Update,
-    decode_update,
-    encode_update,
-    end_of_rib,
-    pack_announcements,
-    pack_withdrawals,
-)
+from bgplab.bgp.wire.update import IPV4_UNICAST, IPV6_UNICAST, CodecContext, Family, MpReach, MpUnreach, Update
+from bgplab.bgp.wire.update_decoder import DecodeCache, decode_update
+from bgplab.bgp.wire.update_encoder import encode_update, end_of_rib, pack_announcements, pack_withdrawals
 
 __all__ = [
     "IPV4_UNICAST",

@@ -268,6 +268,34 @@ class PathAttributes:
 _NO_RARE: _Rare = (False, None, (), None, (), None, ())
 """What `_rare` stands for when it is None."""
 
+
+class DerivedAttributes:
+    """Changed copies of attribute sets, made once per source object and tag.
+
+    A derived set replaces its source for every prefix that shared the source, and those
+    prefixes must keep sharing one object (memory, and the identity caches of policy and
+    Loc-RIB). The cache holds the source too: an id is only trusted while that object is alive.
+    """
+
+    __slots__ = ("_made",)
+
+    LIMIT = 65536
+    """Entries before the cache is emptied."""
+
+    def __init__(self) -> None:
+        self._made: dict[tuple[int, str], tuple[PathAttributes, PathAttributes]] = {}
+
+    def get(self, attrs: PathAttributes, tag: str, **changes: Any) -> PathAttributes:
+        """`attrs.with_changes(**changes)`, the same object for every call with this `attrs` and `tag`."""
+        key = (id(attrs), tag)
+        hit = self._made.get(key)
+        if hit is None or hit[0] is not attrs:
+            if len(self._made) > self.LIMIT:
+                self._made.clear()
+            hit = self._made[key] = (attrs, attrs.with_changes(**changes))
+        return hit[1]
+
+
 _new_object = object.__new__
 
 
