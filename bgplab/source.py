@@ -43,17 +43,18 @@ class SourceError(ValueError):
         self.line = line
         self.field = field
         self.message = message
-        where = file if line is None else f"{file}:{line}"
-        super().__init__(f"{where}: {field}: {message}" if field else f"{where}: {message}")
+        self.where = file if line is None else f"{file}:{line}"
+        super().__init__(f"{self.where}: {field}: {message}" if field else f"{self.where}: {message}")
 
 
 class YamlError(SourceError):
     """Text that is not YAML. `detail` is the parser's complaint (where, what it expected), for the
     readers whose messages have long said "not valid YAML"."""
 
-    def __init__(self, file: str, line: int | None, detail: str) -> None:
-        super().__init__(file, line, "", f"YAML syntax error{detail}")
-        self.detail = detail.removeprefix(": ")
+    def __init__(self, file: str, line: int | None, column: int | None, detail: str) -> None:
+        where = "" if column is None else f" at column {column}"
+        super().__init__(file, line, "", f"YAML syntax error{where}: {detail}")
+        self.detail = detail
 
 
 class FieldError(ValueError):
@@ -129,15 +130,15 @@ def load_yaml(text: str, file: str, error: type[SourceError] = SourceError) -> t
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "cannot be read"
-        where = "" if mark is None else f" at column {mark.column + 1}"
         context = ""
         if exc.context and exc.problem:
             started = exc.context_mark
             on = f" that starts on line {started.line + 1}" if started and mark and started.line != mark.line else ""
             context = f" ({exc.context}{on})"
-        raise YamlError(file, None if mark is None else mark.line + 1, f"{where}: {problem}{context}") from None
+        line, column = (None, None) if mark is None else (mark.line + 1, mark.column + 1)
+        raise YamlError(file, line, column, f"{problem}{context}") from None
     except yaml.YAMLError as exc:
-        raise YamlError(file, None, f": {exc}") from None
+        raise YamlError(file, None, None, str(exc)) from None
     finally:
         loader.dispose()
     lines = {"": node.start_mark.line + 1}
