@@ -270,7 +270,7 @@ def _allow(value: Any) -> str:
 
 Network = Annotated[_Network, BeforeValidator(_network, json_schema_input_type=str)]
 Networks = Annotated[list[Network], BeforeValidator(_listify, json_schema_input_type=str | list[str])]
-Asn = Annotated[int, BeforeValidator(_not_as0), Field(ge=1, le=0xFFFFFFFF), AfterValidator(_customer_asn)]
+Asn = Annotated[int, Field(ge=1, le=0xFFFFFFFF), BeforeValidator(_not_as0), AfterValidator(_customer_asn)]
 Region = Annotated[str, AfterValidator(_region)]
 _LinkV4 = Annotated[
     tuple[ipaddress.IPv4Network, ipaddress.IPv4Network],
@@ -436,6 +436,7 @@ class CircuitSpec(_Spec):
     microsoft365_authorized: bool = False
     """The subscription may attach route filters with Microsoft 365 communities."""
     peerings: PeeringsSpec = Field(default_factory=PeeringsSpec)
+    """Its peerings by type (private, microsoft, public), each on its own VLAN."""
 
     @model_validator(mode="after")
     def _check(self) -> CircuitSpec:
@@ -483,9 +484,11 @@ class UserRouteSpec(_Spec):
     """A user-defined route of the VNet's route table."""
 
     prefix: Network
+    """The destination, e.g. 0.0.0.0/0."""
     next_hop_type: Literal["VirtualAppliance", "VirtualNetworkGateway", "Internet", "VnetLocal", "None"] = Field(
         title="a next hop type"
     )
+    """Where the route sends traffic; None drops it."""
     next_hop_ip: Annotated[str, AfterValidator(_ip_address)] | None = None
     """VirtualAppliance only: the appliance's address, inside the VNet."""
 
@@ -502,6 +505,7 @@ class ConnectionSpec(_Spec):
     """A VNet's connection to a circuit (through its private peering)."""
 
     circuit: str
+    """The circuit's name under circuits; it needs private peering."""
     weight: int = Field(0, ge=0, le=MAX_CONNECTION_WEIGHT, title="a routing weight")
     """routingWeight: higher is preferred, and it counts before AS-path length."""
 
@@ -512,12 +516,15 @@ class VNetSpec(_Spec):
     address_space: Networks = Field(default_factory=list)
     """The VNet's prefixes, IPv4 and/or IPv6; at least one, none overlapping."""
     region: Region = DEFAULT_REGION
+    """A region key of the services catalogue; the VNet's routes carry its regional community."""
     custom_community: Annotated[int, BeforeValidator(_custom_community, json_schema_input_type=str)] | None = None
     """'12076:<value>': tags the VNet's routes toward the customer."""
     user_routes: Annotated[list[UserRouteSpec], BeforeValidator(_listify)] = Field(default_factory=list)
+    """The route table's own routes (UDRs), beside those the gateway learns."""
     gateway_route_propagation: bool = True
     """Whether routes learned from the gateway reach the VNet's route table."""
     connections: Annotated[list[ConnectionSpec], BeforeValidator(_listify)] = Field(default_factory=list)
+    """The circuits the VNet's gateway connects to, at most once each."""
 
     @model_validator(mode="after")
     def _check(self) -> VNetSpec:
@@ -549,10 +556,13 @@ class ModelSpec(_Spec):
     """An ExpressRoute configuration: circuits, route filters and VNets, each by name."""
 
     circuits: Annotated[Mapping[str, CircuitSpec], BeforeValidator(empty_if_none)] = Field(default_factory=dict)
+    """Circuit name -> circuit."""
     route_filters: Annotated[Mapping[str, RouteFilterSpec], BeforeValidator(empty_if_none)] = Field(
         default_factory=dict
     )
+    """Route filter name -> filter, for Microsoft peerings to attach."""
     vnets: Annotated[Mapping[str, VNetSpec], BeforeValidator(empty_if_none)] = Field(default_factory=dict)
+    """VNet name -> VNet."""
 
     @model_validator(mode="after")
     def _check(self, info: ValidationInfo) -> ModelSpec:

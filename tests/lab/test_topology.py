@@ -407,6 +407,17 @@ def test_schema_is_json_schema() -> None:
     assert '"frr"' in text and "edges" in text and "hosts" in text
 
 
+def test_schema_describes_every_expressroute_field() -> None:
+    defs = topology_schema()["$defs"]
+    expressroute = ["ExpressRouteSpec", "CircuitSpec", "PeeringsSpec", "PeeringSpec", "RouteFilterSpec", "RuleSpec",
+                    "VNetSpec", "UserRouteSpec", "ConnectionSpec", "MseeRules"]  # fmt: skip
+    undescribed = [f"{d}.{f}" for d in expressroute for f, v in defs[d]["properties"].items() if "description" not in v]
+    assert undescribed == []
+    vlan = defs["PeeringSpec"]["properties"]["vlan"]
+    assert (vlan["minimum"], vlan["maximum"], vlan["title"]) == (1, 4094, "a VLAN ID")
+    assert defs["CircuitSpec"]["properties"]["sku"]["enum"] == ["standard", "premium", "local"]
+
+
 # ---------------------------------------------------------------- refusals: file, line, field, words
 
 BAD = [

@@ -235,7 +235,9 @@ class ExpressRouteSpec(spec.ModelSpec):
     what the lab builds around it."""
 
     circuits: Annotated[Mapping[str, CircuitSpec], BeforeValidator(empty_if_none)] = Field(default_factory=dict)
+    """Circuit name -> circuit; each gets two MSEE nodes, NAME-msee1 (primary) and NAME-msee2."""
     vnets: Annotated[Mapping[str, VNetSpec], BeforeValidator(empty_if_none)] = Field(default_factory=dict)
+    """VNet name -> VNet; each gets a gateway node, NAME-gw."""
     internet: (
         Annotated[InternetSpec, BeforeValidator(_internet_short_form, json_schema_input_type=bool | InternetSpec)]
         | None
