@@ -6,7 +6,7 @@ process; a user can also run one by hand. The process serves its control socket,
 SIGINT closes every session with a Cease, removes what it put in the kernel and its socket,
 and exits 0. Config errors exit 2 with the file and the field named; failures to start exit 1.
 
-Config (the `expressroute` block is the model's data, see bgplab.expressroute.model):
+Config (the `expressroute` block is the model's data, see bgplab.expressroute.spec):
 
     kind: msee                    # or gateway
     name: msee1
@@ -174,8 +174,7 @@ def build_node(data: Mapping[str, Any], source: str) -> tuple[Node, str]:
     services = data.get("services")
     catalogue = load_catalogue(services) if services else load_catalogue()
     try:
-        model = Model.from_data(r.mapping(data.get("expressroute"), "expressroute",
-                                          ("circuits", "route_filters", "vnets")), catalogue)
+        model = Model.from_data(data.get("expressroute"), catalogue)
     except ModelError as exc:
         raise r.fail("expressroute", str(exc)) from None
     timers = _timers(r, data)
