@@ -25,7 +25,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
 __all__ = [
-    "FieldError", "Source", "SourceError", "YamlError", "empty_if_none", "field_path", "load_yaml", "refusals",
+    "FieldError", "Source", "SourceError", "YamlError", "empty_if_none", "load_yaml", "refusals",
     "validate",
 ]  # fmt: skip
 
@@ -71,7 +71,7 @@ def empty_if_none(value: Any) -> Any:
     return {} if value is None else value
 
 
-def field_path(loc: Sequence[int | str]) -> str:
+def _field_path(loc: Sequence[int | str]) -> str:
     """A pydantic location as the dotted field a person reads: `circuits.c1.peerings[0]`."""
     path = ""
     for part in loc:
@@ -190,16 +190,14 @@ def _record_lines(node: yaml.Node, path: str, lines: dict[str, int], stack: list
 # ---------------------------------------------------------------- pydantic errors, for humans
 
 
-def validate(
-    model: type[_M], data: Any, src: Source, *, context: Any = None, special: Special | None = None, at: str = ""
-) -> _M:
-    """`data` (found at field `at` of `src`) as `model`, or the refusal that comes first in the file."""
+def validate(model: type[_M], data: Any, src: Source, *, special: Special | None = None) -> _M:
+    """`data` as `model`, or the refusal that comes first in the file: one at a time, the first a
+    reader meets (a wrong key early on often explains the errors after it)."""
     try:
-        return model.model_validate(data, context=context)
+        return model.model_validate(data)
     except ValidationError as exc:
         found = refusals(exc, model, special)
-    where = [(_child(at, path) if at and path else at or path, message) for path, message in found]
-    ranked = sorted(enumerate(where), key=lambda item: (src.line(item[1][0]) or 0, item[0]))
+    ranked = sorted(enumerate(found), key=lambda item: (src.line(item[1][0]) or 0, item[0]))
     path, message = ranked[0][1]
     src.fail(path, message)
 
@@ -212,7 +210,8 @@ def refusals(exc: ValidationError, root: type[BaseModel], special: Special | Non
         cause = (error.get("ctx") or {}).get("error")
         if isinstance(cause, FieldError):
             loc += cause.path
-        found.append((field_path(loc), (special and special(error)) or _message(error, root)))
+        worded = special(error) if special is not None else None
+        found.append((_field_path(loc), worded or _message(error, root)))
     return found
 
 
@@ -224,7 +223,7 @@ def _message(error: ErrorDetails, root: type[BaseModel]) -> str:
     info = _field_at(root, loc)
     title = info.title if info is not None else None
     if kind in ("extra_forbidden", "unexpected_keyword_argument"):
-        allowed = _keys(_type_at(root, loc[:-1]))
+        allowed = list(_fields(_type_at(root, loc[:-1])))
         close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         return f"unknown key {loc[-1]!r}{hint}; allowed: {', '.join(allowed)}"
@@ -272,10 +271,6 @@ def _fields(cls: Any) -> dict[str, tuple[Any, FieldInfo | None]]:
         hints = get_type_hints(cls, include_extras=True)
         return {f.name: (hints[f.name], None) for f in dataclasses.fields(cls)}
     return {}
-
-
-def _keys(cls: Any) -> list[str]:
-    return list(_fields(cls))
 
 
 def _type_at(root: type[BaseModel], loc: Sequence[int | str]) -> Any:

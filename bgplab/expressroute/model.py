@@ -26,7 +26,14 @@ from bgplab.bgp.policy import is_private_asn
 from bgplab.bgp.routesyntax import community_text
 from bgplab.expressroute import spec
 from bgplab.expressroute.services import Catalogue
-from bgplab.expressroute.spec import AZURE_ASN, BANDWIDTHS_MBPS, DEFAULT_REGION, bandwidth_text, max_vnet_links
+from bgplab.expressroute.spec import (
+    AZURE_ASN,
+    BANDWIDTHS_MBPS,
+    DEFAULT_REGION,
+    PeeringType,
+    bandwidth_text,
+    max_vnet_links,
+)
 from bgplab.source import refusals
 
 __all__ = [
@@ -46,12 +53,6 @@ class ModelError(ValueError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
-
-
-class PeeringType(StrEnum):
-    PRIVATE = "private"
-    MICROSOFT = "microsoft"
-    PUBLIC = "public"
 
 
 class Side(StrEnum):
@@ -226,7 +227,7 @@ class Model:
 
 
 def _circuit(name: str, c: spec.CircuitSpec) -> Circuit:
-    peerings = {PeeringType(kind): _peering(PeeringType(kind), p) for kind, p in c.peerings.items()}
+    peerings = {kind: _peering(kind, p) for kind, p in c.peerings.items()}
     service_key = c.service_key or str(uuid.uuid5(_SERVICE_KEY_NAMESPACE, name))
     return Circuit(
         name, service_key, c.sku, c.bandwidth, c.location, c.region, c.provisioning_state, c.legacy, c.outer_vlan,

@@ -19,6 +19,7 @@ import ipaddress
 import re
 import uuid
 from collections.abc import Iterable, Mapping
+from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
@@ -39,7 +40,6 @@ AZURE_ASN = 12076
 BANDWIDTHS_MBPS: tuple[int, ...] = (50, 100, 200, 500, 1000, 2000, 5000, 10000, 40000, 100000)
 MAX_CONNECTION_WEIGHT = 32000
 DEFAULT_REGION = "west-europe"
-PEERING_TYPES = ("private", "microsoft", "public")
 
 _MICROSOFT_ASNS = (8074, 8075, AZURE_ASN)
 _AZURE_RESERVED_ASNS = range(65515, 65521)
@@ -73,6 +73,12 @@ _NOT_PUBLIC: tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str], ..
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _N = TypeVar("_N", ipaddress.IPv4Network, ipaddress.IPv6Network)
+
+
+class PeeringType(StrEnum):
+    PRIVATE = "private"
+    MICROSOFT = "microsoft"
+    PUBLIC = "public"
 
 
 def max_vnet_links(sku: str, bandwidth_mbps: int) -> int:
@@ -319,28 +325,28 @@ class PeeringSpec(_Spec):
             raise ValueError("a peering needs ipv4 (one /29 or two /30s), ipv6 (one /125 or two /126s), or both")
         return self
 
-    def check(self, kind: str) -> None:
+    def check(self, kind: PeeringType) -> None:
         """What depends on the peering's type; paths from the peering."""
         for key in _MICROSOFT_ONLY:
-            if key in self.model_fields_set and kind != "microsoft":
+            if key in self.model_fields_set and kind is not PeeringType.MICROSOFT:
                 raise FieldError((key,), f"only Microsoft peering has a {key}, not {kind} peering")
-        if "advertised_prefixes" in self.model_fields_set and kind == "private":
+        if "advertised_prefixes" in self.model_fields_set and kind is PeeringType.PRIVATE:
             raise FieldError(
                 ("advertised_prefixes",),
                 "only Microsoft and public peering have advertised prefixes; private peering takes what the "
                 "customer announces over BGP",
             )
-        if self.ipv6 is not None and kind == "public":
+        if self.ipv6 is not None and kind is PeeringType.PUBLIC:
             raise FieldError(("ipv6",), "public peering carried IPv4 only")
-        if kind == "private":
+        if kind is PeeringType.PRIVATE:
             return
-        what = "Microsoft peering" if kind == "microsoft" else "public peering"
+        what = "Microsoft peering" if kind is PeeringType.MICROSOFT else "public peering"
         for family, pair in (("ipv4", self.ipv4), ("ipv6", self.ipv6)):
             for subnet in pair or ():
                 _require_public((family,), subnet, what)
         for n, prefix in enumerate(self.advertised_prefixes):
             _require_public(("advertised_prefixes", n), prefix, what)
-        if kind != "microsoft":
+        if kind is not PeeringType.MICROSOFT:
             return
         if not self.advertised_prefixes:
             raise FieldError(
@@ -390,13 +396,13 @@ class PeeringsSpec(_Spec):
     public: PeeringSpec | None = None
     """Legacy public peering (retired 2024-03-31): Azure public services, IPv4 only."""
 
-    def items(self) -> list[tuple[str, PeeringSpec]]:
+    def items(self) -> list[tuple[PeeringType, PeeringSpec]]:
         """The configured peerings, in type order."""
-        return [(kind, peering) for kind in PEERING_TYPES if (peering := getattr(self, kind)) is not None]
+        return [(kind, peering) for kind in PeeringType if (peering := getattr(self, kind.value)) is not None]
 
     @model_validator(mode="after")
     def _check(self) -> PeeringsSpec:
-        vlans: dict[int, str] = {}
+        vlans: dict[int, PeeringType] = {}
         for kind, peering in self.items():
             try:
                 peering.check(kind)
@@ -585,7 +591,7 @@ class ModelSpec(_Spec):
         return self
 
     def _check_filter(
-        self, name: str, circuit: CircuitSpec, kind: str, peering: PeeringSpec, catalogue: Catalogue
+        self, name: str, circuit: CircuitSpec, kind: PeeringType, peering: PeeringSpec, catalogue: Catalogue
     ) -> None:
         value = peering.route_filter
         if value is None:
