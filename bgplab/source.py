@@ -25,7 +25,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
 __all__ = [
-    "FieldError", "Source", "SourceError", "YamlError", "empty_if_none", "load_yaml", "refusals",
+    "FieldError", "Source", "SourceError", "YamlError", "canonical", "empty_if_none", "load_yaml", "refusals",
     "validate",
 ]  # fmt: skip
 
@@ -64,6 +64,19 @@ class FieldError(ValueError):
     def __init__(self, path: Sequence[str | int], message: str) -> None:
         super().__init__(message)
         self.path = tuple(path)
+
+
+def canonical(parse: Callable[[str], object], refusal: str) -> Callable[[str], str]:
+    """A pydantic AfterValidator: the text as `parse` writes it back (an address compressed, a UUID
+    in lower case), so equal values compare equal; `refusal` (formatted with `value`) where it fails."""
+
+    def check(value: str) -> str:
+        try:
+            return str(parse(value))
+        except ValueError:
+            raise ValueError(refusal.format(value=value)) from None
+
+    return check
 
 
 def empty_if_none(value: Any) -> Any:

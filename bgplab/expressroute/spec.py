@@ -34,7 +34,7 @@ from pydantic import (
 
 from bgplab.bgp.routesyntax import RouteSyntaxError, community_text, parse_community
 from bgplab.expressroute.services import Catalogue, load_catalogue
-from bgplab.source import FieldError, empty_if_none
+from bgplab.source import FieldError, canonical, empty_if_none
 
 AZURE_ASN = 12076
 BANDWIDTHS_MBPS: tuple[int, ...] = (50, 100, 200, 500, 1000, 2000, 5000, 10000, 40000, 100000)
@@ -106,9 +106,9 @@ def _listify(value: Any) -> Any:
     return [value] if isinstance(value, str | Mapping) else value
 
 
-def _network(value: Any) -> _Network:
-    if not isinstance(value, str) or "/" not in value:
-        raise ValueError(f"{value!r}: expected a prefix with its length, e.g. 203.0.113.0/24 or 2001:db8::/48")
+def parse_network(value: str, examples: str, name: str = "network") -> _Network:
+    """A prefix as written. Host bits set is the likely slip (10.1.0.1/16), so that refusal says
+    which `name` was meant; anything else that is no prefix gets `examples`."""
     try:
         return ipaddress.ip_network(value)
     except ValueError:
@@ -116,8 +116,14 @@ def _network(value: Any) -> _Network:
     try:
         loose = ipaddress.ip_network(value, strict=False)
     except ValueError:
-        raise ValueError(f"{value!r} is not an IP prefix; e.g. 203.0.113.0/24 or 2001:db8::/48") from None
-    raise ValueError(f"{value} has host bits set; the network is {loose}")
+        raise ValueError(f"{value!r} is not an IP prefix; e.g. {examples}") from None
+    raise ValueError(f"{value} has host bits set; the {name} is {loose}")
+
+
+def _network(value: Any) -> _Network:
+    if not isinstance(value, str) or "/" not in value:
+        raise ValueError(f"{value!r}: expected a prefix with its length, e.g. 203.0.113.0/24 or 2001:db8::/48")
+    return parse_network(value, "203.0.113.0/24 or 2001:db8::/48")
 
 
 def _family_network(value: Any, family: type[_N], path: tuple[int, ...] = ()) -> _N:
@@ -173,13 +179,6 @@ def _bandwidth(value: Any) -> int:
         allowed = ", ".join(map(bandwidth_text, BANDWIDTHS_MBPS))
         raise ValueError(f"{bandwidth_text(mbps)} is not an ExpressRoute bandwidth; use one of {allowed}")
     return mbps
-
-
-def _service_key(value: str) -> str:
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        raise ValueError(f"{value!r} is not a UUID; a service key looks like {uuid.UUID(int=0)}") from None
 
 
 def _region(value: str, info: ValidationInfo) -> str:
@@ -252,13 +251,6 @@ def _custom_community(value: Any) -> int:
     return community
 
 
-def _ip_address(value: str) -> str:
-    try:
-        return str(ipaddress.ip_address(value))
-    except ValueError:
-        raise ValueError(f"{value!r} is not an IP address") from None
-
-
 def _one_rule(value: Any) -> Any:
     if not isinstance(value, list) or len(value) != 1:
         raise ValueError("a route filter has exactly one rule, an allow rule listing communities")
@@ -274,6 +266,8 @@ def _allow(value: Any) -> str:
     return value
 
 
+_HOP_ADDRESS = canonical(ipaddress.ip_address, "{value!r} is not an IP address")
+_SERVICE_KEY = canonical(uuid.UUID, f"{{value!r}} is not a UUID; a service key looks like {uuid.UUID(int=0)}")
 Network = Annotated[_Network, BeforeValidator(_network, json_schema_input_type=str)]
 Networks = Annotated[list[Network], BeforeValidator(_listify, json_schema_input_type=str | list[str])]
 Asn = Annotated[int, Field(ge=1, le=0xFFFFFFFF), BeforeValidator(_not_as0), AfterValidator(_customer_asn)]
@@ -425,7 +419,7 @@ class CircuitSpec(_Spec):
     """Premium raises the VNet link and private-peering prefix limits."""
     bandwidth: Annotated[int, BeforeValidator(_bandwidth, json_schema_input_type=str | int)]
     """One of the ExpressRoute bandwidths: 50Mbps to 10Gbps (and 40Gbps, 100Gbps), or Mbps as a number."""
-    service_key: Annotated[str, AfterValidator(_service_key)] | None = None
+    service_key: Annotated[str, AfterValidator(_SERVICE_KEY)] | None = None
     """The circuit's s-key (a UUID); default: one derived from the circuit's name."""
     location: str = Field("Amsterdam", min_length=1)
     """The peering location."""
@@ -495,7 +489,7 @@ class UserRouteSpec(_Spec):
         title="a next hop type"
     )
     """Where the route sends traffic; None drops it."""
-    next_hop_ip: Annotated[str, AfterValidator(_ip_address)] | None = None
+    next_hop_ip: Annotated[str, AfterValidator(_HOP_ADDRESS)] | None = None
     """VirtualAppliance only: the appliance's address, inside the VNet."""
 
     @model_validator(mode="after")

@@ -18,7 +18,7 @@ from pydantic_core import ErrorDetails
 
 from bgplab.expressroute import spec
 from bgplab.expressroute.rules import MseeRules
-from bgplab.source import SourceError, empty_if_none
+from bgplab.source import SourceError, canonical, empty_if_none
 
 USER_KINDS = ("frr", "bird", "gobgp", "exabgp", "host")
 GENERATED_KINDS = ("msee", "gateway")
@@ -53,46 +53,16 @@ def _interface_name(value: str) -> str:
     return value
 
 
-def _ip_address(value: str) -> str:
-    try:
-        return str(ipaddress.ip_address(value))
-    except ValueError:
-        raise ValueError(f"{value!r} is not an IP address; e.g. 10.1.1.1 or 2001:db8::1") from None
-
-
-def _ipv4_address(value: str) -> str:
-    try:
-        return str(ipaddress.IPv4Address(value))
-    except ValueError:
-        raise ValueError(f"{value!r} is not an IPv4 address; a router ID is written like 10.1.0.1") from None
-
-
 def _interface_address(value: str) -> str:
     if "/" not in value:
         raise ValueError(f"{value!r}: write an address with its prefix length, e.g. 10.1.1.1/24")
-    try:
-        return str(ipaddress.ip_interface(value))
-    except ValueError:
-        raise ValueError(f"{value!r} is not an address with a prefix length; e.g. 10.1.1.1/24") from None
-
-
-def _loopback_address(value: str) -> str:
-    try:
-        return str(ipaddress.ip_interface(value))
-    except ValueError:
-        raise ValueError(f"{value!r} is not an address; e.g. 10.1.0.1/32 (or 10.1.0.1)") from None
+    return canonical(ipaddress.ip_interface, "{value!r} is not an address with a prefix length; e.g. 10.1.1.1/24")(
+        value
+    )
 
 
 def _prefix(value: str) -> str:
-    try:
-        return str(ipaddress.ip_network(value))
-    except ValueError:
-        pass
-    try:
-        loose = ipaddress.ip_network(value, strict=False)
-    except ValueError:
-        raise ValueError(f"{value!r} is not an IP prefix; e.g. 10.1.0.0/16 or 2001:db8:1::/48") from None
-    raise ValueError(f"{value} has host bits set; the prefix is {loose}")
+    return str(spec.parse_network(value, "10.1.0.0/16 or 2001:db8:1::/48", "prefix"))
 
 
 def _endpoint(value: str) -> str:
@@ -132,10 +102,20 @@ def _internet_short_form(value: Any) -> Any:
 
 LabName = Annotated[str, AfterValidator(_lab_name)]
 InterfaceName = Annotated[str, AfterValidator(_interface_name)]
-IpAddress = Annotated[str, AfterValidator(_ip_address)]
-Ipv4Address = Annotated[str, AfterValidator(_ipv4_address)]
+IpAddress = Annotated[
+    str, AfterValidator(canonical(ipaddress.ip_address, "{value!r} is not an IP address; e.g. 10.1.1.1 or 2001:db8::1"))
+]
+Ipv4Address = Annotated[
+    str,
+    AfterValidator(
+        canonical(ipaddress.IPv4Address, "{value!r} is not an IPv4 address; a router ID is written like 10.1.0.1")
+    ),
+]
 InterfaceAddress = Annotated[str, AfterValidator(_interface_address)]
-LoopbackAddress = Annotated[str, AfterValidator(_loopback_address)]
+LoopbackAddress = Annotated[
+    str,
+    AfterValidator(canonical(ipaddress.ip_interface, "{value!r} is not an address; e.g. 10.1.0.1/32 (or 10.1.0.1)")),
+]
 Prefix = Annotated[str, AfterValidator(_prefix)]
 EndpointRef = Annotated[str, AfterValidator(_endpoint)]
 Asn = Annotated[int, Field(ge=1, le=0xFFFFFFFF)]
