@@ -6,7 +6,7 @@ process; a user can also run one by hand. The process serves its control socket,
 SIGINT closes every session with a Cease, removes what it put in the kernel and its socket,
 and exits 0. Config errors exit 2 with the file and the field named; failures to start exit 1.
 
-Config (the `expressroute` block is the model's data, see bgplab.expressroute.model):
+Config (the `expressroute` block is the model's data, see bgplab.expressroute.spec):
 
     kind: msee                    # or gateway
     name: msee1
@@ -42,8 +42,6 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, Protocol
 
-import yaml
-
 from bgplab.bgp.peer import BfdSettings
 from bgplab.expressroute.control import ControlServer, EventHub, Handler
 from bgplab.expressroute.gateway import Gateway, MseeNeighbor
@@ -52,6 +50,7 @@ from bgplab.expressroute.msee import GatewayNeighbor, Msee, PeeringPlace
 from bgplab.expressroute.rules import MseeRules
 from bgplab.expressroute.services import load_catalogue
 from bgplab.expressroute.timers import MSEE_BFD, PROFILES, Timers
+from bgplab.source import SourceError, YamlError, load_yaml
 
 KINDS = ("msee", "gateway")
 
@@ -105,11 +104,14 @@ _GATEWAY = (*_COMMON, "vnet", "netns", "port", "internet", "neighbors", "fib", "
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
-    text = Path(path).read_text()
+    """The config file's data; JSON (what the lab harness writes) is read as the YAML it also is."""
     try:
-        data = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as exc:
-        raise NodeConfigError(f"{path}: not valid {'JSON' if str(path).endswith('.json') else 'YAML'}: {exc}") from None
+        data, _ = load_yaml(Path(path).read_text(), str(path))
+    except YamlError as exc:
+        form = "JSON" if str(path).endswith(".json") else "YAML"
+        raise NodeConfigError(f"{path}: not valid {form}: {exc.detail}") from None
+    except SourceError as exc:  # a duplicate key
+        raise NodeConfigError(str(exc)) from None
     if not isinstance(data, dict):
         raise NodeConfigError(f"{path}: expected a mapping at the top level")
     return data
@@ -172,8 +174,7 @@ def build_node(data: Mapping[str, Any], source: str) -> tuple[Node, str]:
     services = data.get("services")
     catalogue = load_catalogue(services) if services else load_catalogue()
     try:
-        model = Model.from_data(r.mapping(data.get("expressroute"), "expressroute",
-                                          ("circuits", "route_filters", "vnets")), catalogue)
+        model = Model.from_data(data.get("expressroute"), catalogue)
     except ModelError as exc:
         raise r.fail("expressroute", str(exc)) from None
     timers = _timers(r, data)

@@ -15,6 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import ConfigDict, Strict
 
 from bgplab.bgp.policy import Changes, Match, MaxPrefix, Policy, PolicyError, PrefixEntry, Term
 from bgplab.bgp.wire.attributes import PathAttributes
@@ -44,28 +47,39 @@ _NEVER_PUBLIC = (
 
 @dataclass(frozen=True, slots=True)
 class MseeRules:
-    """The MSEE's behaviour where the public sources are silent (GAP), as settings."""
+    """The MSEE's behaviour where the public sources are silent (GAP), as settings.
 
-    drain_prepend: int = 3
-    """12076s prepended on a drained MSEE's advertisements; the count is undocumented (section 8)."""
-    remove_private_as: str = "if-all-private"
+    Also the `rules:` of a topology file's `expressroute:`: pydantic reads it straight into this
+    class (strictly: a number is not text), so its checks and defaults exist once.
+    """
+
+    __pydantic_config__: ClassVar[ConfigDict] = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    drain_prepend: Annotated[int, Strict()] = 3
+    """12076s prepended on a drained MSEE's advertisements, 0..10; the count is undocumented (section 8)."""
+    remove_private_as: Literal["if-all-private", "leading", "all"] = "if-all-private"
     """How private ASNs leave VNet paths toward the customer: Cisco's "if-all-private" (the
     customer sees `12076`), or Junos' "leading" (section 5, ROUTEMAPS-ASN)."""
-    allow_own_as: int = 0
-    """allowas-in for customer paths holding 12076 (section 11: rejected by default)."""
-    restart_after: float = 60.0
+    allow_own_as: Annotated[int, Strict()] = 0
+    """allowas-in for customer paths holding 12076, 0..10 (section 11: rejected by default)."""
+    restart_after: Annotated[float, Strict()] = 60.0
     """Seconds before a session torn down for too many prefixes retries (section 4, TOPO-WIKI)."""
-    warning_percent: int = 80
-    accept_more_specifics: bool = True
+    warning_percent: Annotated[int, Strict()] = 80
+    """Percent of the prefix limit, 1..100, at which the MSEE warns of the coming drop."""
+    accept_more_specifics: Annotated[bool, Strict()] = True
     """Microsoft peering: accept prefixes inside an advertised prefix, not only the exact ones
     (section 10 says any length up to /32 is accepted; what "listed" covers is a GAP)."""
-    accept_while_validation_needed: bool = False
+    accept_while_validation_needed: Annotated[bool, Strict()] = False
     """Microsoft peering with an unvalidated private ASN: whether prefixes are accepted (GAP;
     the portal says nothing is until ownership is proven)."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.drain_prepend <= 10:
             raise PolicyError(f"drain_prepend {self.drain_prepend}: expected 0..10")
+        if not 0 <= self.allow_own_as <= 10:
+            raise PolicyError(f"allow_own_as {self.allow_own_as}: expected 0..10")
+        if not 1 <= self.warning_percent <= 100:
+            raise PolicyError(f"warning_percent {self.warning_percent}: expected 1..100")
         if self.remove_private_as not in ("if-all-private", "leading", "all"):
             raise PolicyError(f"remove_private_as {self.remove_private_as!r}: expected if-all-private, leading or all")
         if self.restart_after <= 0:

@@ -47,8 +47,6 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
-import yaml
-
 from bgplab.expressroute import control
 from bgplab.lab import system
 from bgplab.lab.faults import KINDS as FAULT_KINDS
@@ -57,6 +55,7 @@ from bgplab.lab.lab import Lab
 from bgplab.lab.probe_report import LossWindow, ProbeReport
 from bgplab.lab.probes import Probe, ProbeSpec
 from bgplab.lab.topology import load_topology
+from bgplab.source import SourceError, YamlError, load_yaml
 
 DEFAULT_WITHIN = {"fast": 15.0, "azure": 200.0}
 POLL = 0.25
@@ -110,21 +109,18 @@ def _open_window(report: ProbeReport) -> LossWindow | None:
 
 def load_scenario(path: str | Path) -> Scenario:
     path = Path(path)
-    text = path.read_text()
     try:
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        raise ScenarioError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        data, src = load_yaml(path.read_text(), str(path))
+    except YamlError as exc:
+        raise ScenarioError(f"{exc.where}: not valid YAML: {exc.detail}") from None
+    except SourceError as exc:  # a duplicate key
+        raise ScenarioError(str(exc)) from None
     if not isinstance(data, dict):
         raise ScenarioError(f"{path}: expected a mapping with name, topology, probes, steps")
     unknown = set(data) - {"name", "topology", "probes", "steps", "description"}
     if unknown:
         raise ScenarioError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; "
                             "allowed: name, description, topology, probes, steps")
-    lines = _step_lines(root)
     if "topology" not in data:
         raise ScenarioError(f"{path}: topology: required (a topology file, relative to the scenario)")
     topology = (path.parent / str(data["topology"])).resolve()
@@ -139,7 +135,8 @@ def load_scenario(path: str | Path) -> Scenario:
                                 rate=float(spec.get("rate", 100.0))))
     steps = []
     for i, raw in enumerate(data.get("steps") or []):
-        where = f"{path}:{lines[i] if i < len(lines) else '?'}: steps[{i}]"
+        line = src.lines.get(f"steps[{i}]")
+        where = f"{path}:{line or '?'}: steps[{i}]"
         if not isinstance(raw, dict) or len(set(raw) & set(_STEP_KINDS)) != 1:
             raise ScenarioError(f"{where}: a step is one of {', '.join(_STEP_KINDS)} (with `within` on expect)")
         kind = next(k for k in raw if k in _STEP_KINDS)
@@ -155,19 +152,10 @@ def load_scenario(path: str | Path) -> Scenario:
             within = duration(raw["within"], where) if "within" in raw else None
         if kind == "wait":
             duration(raw[kind], where)
-        steps.append(Step(i, kind, body, lines[i] if i < len(lines) else None, within))
+        steps.append(Step(i, kind, body, line, within))
     if not steps:
         raise ScenarioError(f"{path}: steps: a scenario needs at least one step")
     return Scenario(str(data.get("name", path.stem)), str(path), topology, tuple(probes), tuple(steps))
-
-
-def _step_lines(root: yaml.Node | None) -> list[int]:
-    if not isinstance(root, yaml.MappingNode):
-        return []
-    for key, value in root.value:
-        if key.value == "steps" and isinstance(value, yaml.SequenceNode):
-            return [item.start_mark.line + 1 for item in value.value]
-    return []
 
 
 # ---------------------------------------------------------------- results

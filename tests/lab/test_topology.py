@@ -14,13 +14,7 @@ import pytest
 from bgplab.expressroute.rules import MseeRules
 from bgplab.expressroute.timers import PROFILES
 from bgplab.lab.plan import Endpoint, LabPlan, Link, Namespace
-from bgplab.lab.topology import (
-    RulesSpec,
-    TopologyError,
-    load_topology,
-    plan_from_text,
-    topology_schema,
-)
+from bgplab.lab.topology import TopologyError, load_topology, plan_from_text, topology_schema
 
 HERE = Path(__file__).parent / "topologies"
 CONNECT_TO = HERE / "connect-to.yaml"
@@ -384,9 +378,20 @@ def test_user_links_may_end_on_generated_nodes() -> None:
     assert lab.namespaces["web"].routes == (("0.0.0.0/0", "203.0.113.1"),)
 
 
-def test_rules_spec_mirrors_msee_rules() -> None:
-    mirror = {name: info.default for name, info in RulesSpec.model_fields.items()}
-    assert mirror == dataclasses.asdict(MseeRules())
+def test_rules_are_the_msee_rules_checked_by_them() -> None:
+    described = topology_schema()["$defs"]["MseeRules"]["properties"]
+    assert {name: field["default"] for name, field in described.items()} == dataclasses.asdict(MseeRules())
+    error = circuit_refusal("""
+      rules: {drain_prepend: 11}
+    nodes:
+      ce1: {kind: frr}
+      ce2: {kind: frr}
+    """)
+    assert (error.line, error.field, error.message) == (11, "expressroute.rules", "drain_prepend 11: expected 0..10")
+    error = circuit_refusal("""
+      rules: {drain_prepend: '2', colour: blue}
+    """)
+    assert (error.field, error.message) == ("expressroute.rules.drain_prepend", "'2' is not a whole number")
 
 
 def test_profiles_are_the_nodes_profiles() -> None:
@@ -400,6 +405,17 @@ def test_schema_is_json_schema() -> None:
     assert schema["required"] == ["name"]
     text = json.dumps(schema)
     assert '"frr"' in text and "edges" in text and "hosts" in text
+
+
+def test_schema_describes_every_expressroute_field() -> None:
+    defs = topology_schema()["$defs"]
+    expressroute = ["ExpressRouteSpec", "CircuitSpec", "PeeringsSpec", "PeeringSpec", "RouteFilterSpec", "RuleSpec",
+                    "VNetSpec", "UserRouteSpec", "ConnectionSpec", "MseeRules"]  # fmt: skip
+    undescribed = [f"{d}.{f}" for d in expressroute for f, v in defs[d]["properties"].items() if "description" not in v]
+    assert undescribed == []
+    vlan = defs["PeeringSpec"]["properties"]["vlan"]
+    assert (vlan["minimum"], vlan["maximum"], vlan["title"]) == (1, 4094, "a VLAN ID")
+    assert defs["CircuitSpec"]["properties"]["sku"]["enum"] == ["standard", "premium", "local"]
 
 
 # ---------------------------------------------------------------- refusals: file, line, field, words

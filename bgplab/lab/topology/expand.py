@@ -1,69 +1,28 @@
-"""Topology files: YAML in, a validated `LabPlan` out, with the `expressroute:` intent expanded.
+"""The expansion: a checked topology file in, the `LabPlan` the runtime builds out.
 
-A topology file names the lab, its user nodes (CE routers and hosts) and their links, and
-optionally an ExpressRoute configuration (circuits, route filters, VNets, in the model's own
-format plus a few lab-only keys). `load_topology` checks all of it and expands the ExpressRoute
-part into MSEE nodes (one per circuit side, one namespace per peering), VNet gateway nodes,
-Azure VMs on a VNet bridge, and an Azure internet edge, with every link and address the runtime
-needs. The expansion is deterministic: the same file always gives the same plan.
-
-```yaml
-name: contoso                     # [a-z][a-z0-9-]{0,19}: it prefixes namespace names
-profile: fast                     # azure (default) | fast
-expressroute:                     # bgplab.expressroute.model data, plus lab-only keys:
-  circuits:
-    contoso-ams: {..., edges: [ce1, ce2]}      # the node on the primary and on the secondary link
-  route_filters: {...}
-  vnets:
-    hub: {..., hosts: {vm1: 10.100.1.10}}      # Azure VMs in the VNet
-  internet: true                  # an "azure-internet" node behind the gateways (default with VNets)
-  rules: {drain_prepend: 3}       # bgplab.expressroute.rules.MseeRules for every MSEE
-nodes:
-  ce1: {kind: frr, config: configs/ce1.conf}   # the user's own config, or intent:
-  ce2: {kind: frr, announce: [10.1.0.0/16], neighbors: [{address: 10.0.12.1, asn: 65010}]}
-  onprem: {kind: host, interfaces: {eth1: [10.1.1.10/24]}, gateway: 10.1.1.1}
-links:
-  - [ce1:eth9, onprem:eth1]
-  - {endpoints: [ce1:eth8, ce2:eth8], rate: 100Mbps}
-```
-
-Every refusal is a `TopologyError` naming the file, the line, the dotted field and what would be
-valid. `topology_schema()` gives the JSON schema of the format, for editors.
+The `expressroute:` intent becomes MSEE nodes (one per circuit side, one namespace per peering),
+VNet gateway nodes, Azure VMs on a VNet bridge and an Azure internet edge, with every link and
+address the runtime needs. What needs the whole lab is checked here (names unique, generated
+included; every address once; links end on existing interfaces), and refused at the user's field.
+The expansion is deterministic: the same file always gives the same plan.
 """
 
 from __future__ import annotations
 
 import copy
-import difflib
 import ipaddress
 import os
 import re
-import types
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, NoReturn, Union, get_args, get_origin
+from typing import Any
 
-import yaml
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationError,
-    model_validator,
-)
-
-from bgplab.expressroute.model import AZURE_ASN, Circuit, Model, ModelError, PeeringType, Side
-from bgplab.expressroute.rules import MseeRules
+from bgplab.expressroute.model import AZURE_ASN, Circuit, Model, PeeringType, Side
 from bgplab.lab.plan import ROUTER_KINDS, Endpoint, LabPlan, Link, Namespace, Node
+from bgplab.lab.topology.schema import NodeSpec, PrefixRangeSpec, TopologyFile, VNetSpec
+from bgplab.source import Source
 
-__all__ = ["TopologyError", "load_topology", "plan_from_text", "topology_schema"]
-
-USER_KINDS = ("frr", "bird", "gobgp", "exabgp", "host")
-GENERATED_KINDS = ("msee", "gateway")
-PROFILES = ("fast", "azure")
 INTERNET_NODE = "azure-internet"
 INTENT_FIELDS = ("asn", "router_id", "announce", "announce_range", "prepend", "bfd", "neighbors")
 GATEWAY_LINK_POOL = ipaddress.IPv4Network("169.254.0.0/16")
@@ -74,519 +33,19 @@ both have IPv6: a ULA block (a9fe is 169.254), clear of the documentation ranges
 INTERNET_LINK_POOL = ipaddress.IPv4Network("192.0.2.0/24")
 """Gateway-to-internet-edge links: one /30 each, the edge on the first host, the gateway on the second."""
 
-LAB_NAME = re.compile(r"[a-z][a-z0-9-]{0,19}")
 _NODE_NAME = re.compile(r"[a-z][a-z0-9-]{0,19}")
-_INTERFACE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}")
-_RATE = re.compile(r"(\d+)\s*([mg])bps", re.IGNORECASE)
 _NODE_RULE = "a lowercase letter, then up to 19 lowercase letters, digits or dashes"
+_LAB_ONLY = {"circuits": ("edges",), "vnets": ("hosts",)}
+"""Lab-only keys inside the model's sections; `internet` and `rules` sit beside the sections."""
 
 _Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 _Interface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-class TopologyError(ValueError):
-    """A topology file bgplab cannot run: where (file, line, dotted field) and what would be valid."""
-
-    def __init__(self, file: str, line: int | None, field: str, message: str) -> None:
-        self.file = file
-        self.line = line
-        self.field = field
-        self.message = message
-        where = file if line is None else f"{file}:{line}"
-        super().__init__(f"{where}: {field}: {message}" if field else f"{where}: {message}")
-
-
-# ---------------------------------------------------------------- value checks (pydantic validators)
-
-
-def _lab_name(value: str) -> str:
-    if not LAB_NAME.fullmatch(value):
-        raise ValueError(
-            f"{value!r} is not a lab name: a lowercase letter, then up to 19 lowercase letters, digits or dashes "
-            "(it prefixes namespace names)"
-        )
-    return value
-
-
-def _interface_name(value: str) -> str:
-    if value == "lo":
-        raise ValueError("'lo' is the loopback; put loopback addresses under loopback:")
-    if not _INTERFACE.fullmatch(value):
-        raise ValueError(
-            f"{value!r} is not an interface name: 1 to 15 characters (letters, digits, '_', '.', '-'), e.g. eth9"
-        )
-    return value
-
-
-def _ip_address(value: str) -> str:
-    try:
-        return str(ipaddress.ip_address(value))
-    except ValueError:
-        raise ValueError(f"{value!r} is not an IP address; e.g. 10.1.1.1 or 2001:db8::1") from None
-
-
-def _ipv4_address(value: str) -> str:
-    try:
-        return str(ipaddress.IPv4Address(value))
-    except ValueError:
-        raise ValueError(f"{value!r} is not an IPv4 address; a router ID is written like 10.1.0.1") from None
-
-
-def _interface_address(value: str) -> str:
-    if "/" not in value:
-        raise ValueError(f"{value!r}: write an address with its prefix length, e.g. 10.1.1.1/24")
-    try:
-        return str(ipaddress.ip_interface(value))
-    except ValueError:
-        raise ValueError(f"{value!r} is not an address with a prefix length; e.g. 10.1.1.1/24") from None
-
-
-def _loopback_address(value: str) -> str:
-    try:
-        return str(ipaddress.ip_interface(value))
-    except ValueError:
-        raise ValueError(f"{value!r} is not an address; e.g. 10.1.0.1/32 (or 10.1.0.1)") from None
-
-
-def _prefix(value: str) -> str:
-    try:
-        return str(ipaddress.ip_network(value))
-    except ValueError:
-        pass
-    try:
-        loose = ipaddress.ip_network(value, strict=False)
-    except ValueError:
-        raise ValueError(f"{value!r} is not an IP prefix; e.g. 10.1.0.0/16 or 2001:db8:1::/48") from None
-    raise ValueError(f"{value} has host bits set; the prefix is {loose}")
-
-
-def _endpoint(value: str) -> str:
-    node, colon, interface = value.partition(":")
-    if not colon or not node or not interface:
-        raise ValueError(f"{value!r}: a link end is NODE:INTERFACE, e.g. ce1:eth9")
-    _interface_name(interface)
-    return value
-
-
-def _listify(value: Any) -> Any:
-    """A lone value stands for a list of one."""
-    return value if isinstance(value, list) else [value]
-
-
-def _empty_if_none(value: Any) -> Any:
-    return {} if value is None else value
-
-
-def _rate(value: Any) -> Any:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        mbps = value
-    elif isinstance(value, str) and (match := _RATE.fullmatch(value.strip())):
-        mbps = int(match[1]) * (1000 if match[2].lower() == "g" else 1)
-    else:
-        raise ValueError(f"{value!r} is not a rate; write it like 100Mbps, 1Gbps or 100 (Mbps)")
-    if mbps < 1:
-        raise ValueError(f"{value!r}: a rate is at least 1Mbps")
-    return mbps
-
-
-def _link_short_form(value: Any) -> Any:
-    return {"endpoints": value} if isinstance(value, list) else value
-
-
-def _internet_short_form(value: Any) -> Any:
-    return {"enabled": value} if isinstance(value, bool) else value
-
-
-LabName = Annotated[str, AfterValidator(_lab_name)]
-InterfaceName = Annotated[str, AfterValidator(_interface_name)]
-IpAddress = Annotated[str, AfterValidator(_ip_address)]
-Ipv4Address = Annotated[str, AfterValidator(_ipv4_address)]
-InterfaceAddress = Annotated[str, AfterValidator(_interface_address)]
-LoopbackAddress = Annotated[str, AfterValidator(_loopback_address)]
-Prefix = Annotated[str, AfterValidator(_prefix)]
-EndpointRef = Annotated[str, AfterValidator(_endpoint)]
-Asn = Annotated[int, Field(ge=1, le=0xFFFFFFFF)]
-Addresses = Annotated[list[IpAddress], BeforeValidator(_listify, json_schema_input_type=IpAddress | list[IpAddress])]
-InterfaceMap = Annotated[dict[InterfaceName, list[InterfaceAddress]], BeforeValidator(_empty_if_none)]
-
-
-# ---------------------------------------------------------------- the file format
-
-
-class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class PrefixRangeSpec(_Spec):
-    """Many prefixes at once, for prefix-limit rehearsals: `count` consecutive networks of the
-    size of `first`, starting there (e.g. first: 10.64.0.0/24, count: 3990)."""
-
-    first: Prefix
-    count: Annotated[int, Field(ge=1, le=1_000_000)]
-
-    @model_validator(mode="after")
-    def _fits(self) -> PrefixRangeSpec:
-        first = ipaddress.ip_network(self.first)
-        if int(first.network_address) + first.num_addresses * self.count > 1 << first.max_prefixlen:
-            raise ValueError(f"{self.count} networks of /{first.prefixlen} from {first} run past the address space")
-        return self
-
-
-class NeighborSpec(_Spec):
-    """An extra BGP neighbor of a generated config (e.g. iBGP to the other CE)."""
-
-    address: IpAddress
-    asn: Asn
-    md5: Annotated[str, Field(min_length=1, max_length=80)] | None = None
-    bfd: bool = False
-
-
-class NodeSpec(_Spec):
-    """A user node: a CE router (its own config, or intent) or a host."""
-
-    kind: Literal["frr", "bird", "gobgp", "exabgp", "host"]
-    config: Annotated[str, Field(min_length=1)] | None = Field(
-        None, description="the node's own config file, relative to the topology file (routers only)"
-    )
-    asn: Asn | None = Field(None, description="intent; default: peer_asn of its first circuit's first peering")
-    router_id: Ipv4Address | None = Field(None, description="intent; default: first IPv4 loopback or address")
-    announce: list[Prefix] = Field(default_factory=list, description="intent: prefixes it originates")
-    announce_range: PrefixRangeSpec | None = Field(None, description="intent: many consecutive prefixes as well")
-    prepend: Annotated[int, Field(ge=0, le=10)] = Field(0, description="intent: AS-path prepend toward its MSEEs")
-    bfd: bool = Field(True, description="intent: BFD to its MSEEs on IPv4 sessions")
-    neighbors: list[NeighborSpec] = Field(default_factory=list, description="intent: extra BGP neighbors")
-    loopback: Annotated[list[LoopbackAddress], BeforeValidator(_listify, json_schema_input_type=str | list[str])] = (
-        Field(default_factory=list)
-    )
-    interfaces: InterfaceMap = Field(default_factory=dict, description="addresses on the node's user links")
-    gateway: Addresses = Field(default_factory=list, description="hosts only: default route(s), IPv4 and/or IPv6")
-
-
-class LinkSpec(_Spec):
-    """A user link; `[a:eth1, b:eth1]` is short for `{endpoints: [a:eth1, b:eth1]}`."""
-
-    endpoints: Annotated[list[EndpointRef], Field(min_length=2, max_length=2)]
-    rate: Annotated[int, BeforeValidator(_rate, json_schema_input_type=str | int)] | None = Field(
-        None, description="shape both directions: 100Mbps, 1Gbps, or Mbps as a number"
-    )
-
-
-LinkItem = Annotated[LinkSpec, BeforeValidator(_link_short_form, json_schema_input_type=list[str] | LinkSpec)]
-
-
-class CircuitSpec(BaseModel):
-    """A circuit: bgplab.expressroute.model circuit fields, plus the lab-only `edges`."""
-
-    model_config = ConfigDict(extra="allow", strict=True)
-    edges: Annotated[list[str], Field(min_length=2, max_length=2)] = Field(
-        description="the node on the primary link and the node on the secondary link (may be the same node)"
-    )
-
-
-class VNetSpec(BaseModel):
-    """A VNet: bgplab.expressroute.model VNet fields, plus the lab-only `hosts` (Azure VMs)."""
-
-    model_config = ConfigDict(extra="allow", strict=True)
-    hosts: Annotated[dict[str, Addresses], BeforeValidator(_empty_if_none)] = Field(default_factory=dict)
-
-
-class InternetSpec(_Spec):
-    """The Azure internet edge behind the gateways; `true`/`false` is short for `{enabled: ...}`."""
-
-    enabled: bool = True
-    interfaces: InterfaceMap = Field(
-        default_factory=dict, description="addresses on user links to the edge (e.g. an internet host)"
-    )
-
-
-class RulesSpec(_Spec):
-    """bgplab.expressroute.rules.MseeRules, for every MSEE of the lab."""
-
-    drain_prepend: int = 3
-    remove_private_as: Literal["if-all-private", "leading", "all"] = "if-all-private"
-    allow_own_as: Annotated[int, Field(ge=0, le=10)] = 0
-    restart_after: float = 60.0
-    warning_percent: Annotated[int, Field(ge=1, le=100)] = 80
-    accept_more_specifics: bool = True
-    accept_while_validation_needed: bool = False
-
-    @model_validator(mode="after")
-    def _check(self) -> RulesSpec:
-        MseeRules(**self.model_dump())  # its own range checks, raised as ValueError
-        return self
-
-
-class ExpressRouteSpec(_Spec):
-    """The ExpressRoute side: the model's data (see bgplab.expressroute.model) and lab-only keys."""
-
-    circuits: Annotated[dict[str, CircuitSpec], BeforeValidator(_empty_if_none)] = Field(default_factory=dict)
-    route_filters: Annotated[dict[str, Any], BeforeValidator(_empty_if_none)] = Field(default_factory=dict)
-    vnets: Annotated[dict[str, VNetSpec], BeforeValidator(_empty_if_none)] = Field(default_factory=dict)
-    internet: (
-        Annotated[InternetSpec, BeforeValidator(_internet_short_form, json_schema_input_type=bool | InternetSpec)]
-        | None
-    ) = None
-    rules: RulesSpec = Field(default_factory=RulesSpec)
-
-
-class TopologyFile(_Spec):
-    """A bgplab topology file."""
-
-    name: LabName
-    profile: Literal["fast", "azure"] = "azure"
-    expressroute: ExpressRouteSpec | None = None
-    nodes: Annotated[dict[str, NodeSpec], BeforeValidator(_empty_if_none)] = Field(default_factory=dict)
-    links: Annotated[list[LinkItem], BeforeValidator(lambda v: [] if v is None else v)] = Field(default_factory=list)
-
-
-_LAB_ONLY = {"circuits": ("edges",), "vnets": ("hosts",)}
-"""Lab-only keys inside the model's sections; `internet` and `rules` sit beside the sections."""
-
-
-def topology_schema() -> dict[str, Any]:
-    """The JSON schema of the topology file format (model-data parts are left open)."""
-    schema = TopologyFile.model_json_schema()
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
-
-
-# ---------------------------------------------------------------- YAML with line numbers
-
-
-class _Source:
-    """The file's name and where each dotted field starts, for errors."""
-
-    def __init__(self, file: str, lines: Mapping[str, int]) -> None:
-        self.file = file
-        self.lines = lines
-
-    def line(self, path: str) -> int | None:
-        while True:
-            if path in self.lines:
-                return self.lines[path]
-            if not path:
-                return None
-            path = _parent(path)
-
-    def fail(self, path: str, message: str) -> NoReturn:
-        raise TopologyError(self.file, self.line(path), path, message)
-
-
-def _parent(path: str) -> str:
-    if path.endswith("]"):
-        return path[: path.rindex("[")]
-    return path.rpartition(".")[0]
-
-
-def _child(path: str, key: object) -> str:
-    if isinstance(key, int):
-        return f"{path}[{key}]"
-    return f"{path}.{key}" if path else str(key)
-
-
-def _load_yaml(text: str, source: str) -> tuple[Any, dict[str, int]]:
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            return None, {}
-        _check_duplicate_keys(node, "", source, [])
-        data = loader.construct_document(node)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        problem = exc.problem or exc.context or "cannot be read"
-        where = "" if mark is None else f" at column {mark.column + 1}"
-        context = ""
-        if exc.context and exc.problem:
-            started = exc.context_mark
-            on = f" that starts on line {started.line + 1}" if started and mark and started.line != mark.line else ""
-            context = f" ({exc.context}{on})"
-        raise TopologyError(
-            source, None if mark is None else mark.line + 1, "", f"YAML syntax error{where}: {problem}{context}"
-        ) from None
-    except yaml.YAMLError as exc:
-        raise TopologyError(source, None, "", f"YAML syntax error: {exc}") from None
-    finally:
-        loader.dispose()
-    lines = {"": node.start_mark.line + 1}
-    _record_lines(node, "", lines, [])
-    return data, lines
-
-
-def _check_duplicate_keys(node: yaml.Node, path: str, source: str, stack: list[int]) -> None:
-    if id(node) in stack:
-        return
-    stack.append(id(node))
-    if isinstance(node, yaml.MappingNode):
-        seen: dict[str, int] = {}
-        for key, value in node.value:
-            if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
-                line = key.start_mark.line + 1
-                if key.value in seen:
-                    raise TopologyError(
-                        source, line, _child(path, key.value),
-                        f"duplicate key {key.value!r} (first on line {seen[key.value]}); YAML would keep only this "
-                        "one, so say it once",
-                    )  # fmt: skip
-                seen[key.value] = line
-                _check_duplicate_keys(value, _child(path, key.value), source, stack)
-    elif isinstance(node, yaml.SequenceNode):
-        for n, item in enumerate(node.value):
-            _check_duplicate_keys(item, _child(path, n), source, stack)
-    stack.pop()
-
-
-def _record_lines(node: yaml.Node, path: str, lines: dict[str, int], stack: list[int]) -> None:
-    if id(node) in stack:
-        return
-    stack.append(id(node))
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            if isinstance(key, yaml.ScalarNode):
-                child = _child(path, key.value)
-                lines.setdefault(child, key.start_mark.line + 1)
-                _record_lines(value, child, lines, stack)
-    elif isinstance(node, yaml.SequenceNode):
-        for n, item in enumerate(node.value):
-            child = _child(path, n)
-            lines.setdefault(child, item.start_mark.line + 1)
-            _record_lines(item, child, lines, stack)
-    stack.pop()
-
-
-# ---------------------------------------------------------------- pydantic errors, for humans
-
-
-def _validate(data: Any, src: _Source) -> TopologyFile:
-    if not isinstance(data, dict):
-        got = "an empty file" if data is None else f"a {type(data).__name__}"
-        src.fail("", f"expected a mapping with name, nodes, links and expressroute at the top, got {got}")
-    try:
-        return TopologyFile.model_validate(data)
-    except ValidationError as exc:
-        errors = list(exc.errors(include_url=False))
-    # Report the problem that comes first in the file.
-    ranked = sorted(enumerate(errors), key=lambda e: (src.line(_loc_path(e[1]["loc"])) or 0, e[0]))
-    error = ranked[0][1]
-    path = _loc_path(error["loc"])
-    src.fail(path, _pydantic_message(error))
-
-
-def _loc_path(loc: Sequence[int | str]) -> str:
-    path = ""
-    for part in loc:
-        if part == "[key]":
-            continue
-        path = _child(path, part)
-    return path
-
-
-def _model_at(loc: Sequence[int | str]) -> type[BaseModel] | None:
-    """The pydantic model that `loc` (a pydantic error location) points into."""
-    current: Any = TopologyFile
-    for part in loc:
-        current = _unwrap(current)
-        if isinstance(current, type) and issubclass(current, BaseModel):
-            info = current.model_fields.get(str(part))
-            if info is None:
-                return None
-            current = info.annotation
-        elif get_origin(current) is list and isinstance(part, int):
-            current = get_args(current)[0]
-        elif get_origin(current) is dict and isinstance(part, str):
-            current = get_args(current)[1]
-        else:
-            return None
-    current = _unwrap(current)
-    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
-
-
-def _unwrap(annotation: Any) -> Any:
-    while True:
-        origin = get_origin(annotation)
-        if origin is Annotated:
-            annotation = get_args(annotation)[0]
-        elif origin is Union or origin is types.UnionType:
-            arms = [a for a in get_args(annotation) if a is not type(None)]
-            annotation = arms[0]
-        else:
-            return annotation
-
-
-_REQUIRED_HINTS = {
-    "name": "the lab's name, e.g. contoso (a lowercase letter, then up to 19 lowercase letters, digits or dashes)",
-    "kind": f"one of {', '.join(USER_KINDS)}",
-    "edges": "the node on the primary link and the node on the secondary link, e.g. [ce1, ce2]",
-    "endpoints": "the two ends, e.g. [ce1:eth9, onprem:eth1]",
-    "address": "the neighbor's IP address",
-    "asn": "the neighbor's AS number",
-}
-
-
-def _pydantic_message(error: Mapping[str, Any]) -> str:
-    kind = error["type"]
-    loc = tuple(error["loc"])
-    last = next((str(p) for p in reversed(loc) if isinstance(p, str) and p != "[key]"), "")
-    value = error.get("input")
-    ctx = error.get("ctx") or {}
-    if kind == "extra_forbidden":
-        model = _model_at(loc[:-1])
-        allowed = list(model.model_fields) if model is not None else []
-        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        return f"unknown key {loc[-1]!r}{hint}; allowed: {', '.join(allowed)}"
-    if kind == "missing":
-        required = _REQUIRED_HINTS.get(last)
-        return f"required: {required}" if required else "required"
-    if kind == "literal_error":
-        if last == "kind":
-            extra = (
-                f"; {value} nodes are generated from expressroute:, never written" if value in GENERATED_KINDS else ""
-            )
-            return f"kind {value!r} is not one bgplab runs; valid kinds: {', '.join(USER_KINDS)}{extra}"
-        if last == "profile":
-            return (
-                f"profile {value!r} is not a timer profile; valid profiles: azure (the MSEE's real timers: "
-                "keepalive 60 s, hold 180 s, BFD 300 ms x 3), fast (short timers for CI)"
-            )
-        return f"{value!r} is not valid here; use one of {ctx.get('expected', '')}"
-    if kind in ("value_error", "assertion_error"):
-        return str(ctx.get("error", error["msg"]))
-    if kind in ("int_type", "int_parsing", "int_from_float"):
-        return f"{value!r} is not a whole number"
-    if kind in ("float_type", "float_parsing"):
-        return f"{value!r} is not a number"
-    if kind in ("bool_type", "bool_parsing"):
-        return f"{value!r}: expected true or false"
-    if kind in ("string_type", "str_type"):
-        hint = "; quote it" if isinstance(value, int | float) else ""
-        return f"{value!r}: expected text{hint}"
-    if kind == "list_type":
-        return f"expected a list, got {_type_name(value)}"
-    if kind in ("dict_type", "model_type", "model_attributes_type", "mapping_type"):
-        return f"expected a mapping of keys to settings, got {_type_name(value)}"
-    if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
-        return f"{value!r} is out of range: {error['msg'].lower()}"
-    if kind in ("too_short", "too_long"):
-        if last == "edges":
-            return "expected two node names: [primary edge, secondary edge] (a node may be both)"
-        if last == "endpoints":
-            return "a link has exactly two ends, e.g. [ce1:eth9, onprem:eth1]"
-        return str(error["msg"])
-    return str(error["msg"])
-
-
-def _type_name(value: Any) -> str:
-    return "nothing" if value is None else type(value).__name__
-
-
-# ---------------------------------------------------------------- the ExpressRoute model
-
-
-def _model_data(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """The `expressroute:` section without the lab-only keys: bgplab.expressroute.model data."""
+def model_data(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The `expressroute:` section as written, without the lab-only keys: what each node config
+    carries for the node to read its model from."""
     data: dict[str, Any] = {}
     for section in ("circuits", "route_filters", "vnets"):
         entries = copy.deepcopy(raw.get(section) or {})
@@ -595,15 +54,6 @@ def _model_data(raw: Mapping[str, Any]) -> dict[str, Any]:
                 entry.pop(key, None)
         data[section] = entries
     return data
-
-
-def _model(data: Mapping[str, Any], src: _Source) -> Model:
-    try:
-        return Model.from_data(data)
-    except ModelError as exc:
-        error = exc  # reported outside the handler, so the traceback is the topology error alone
-    where = "" if error.field == "(root)" else error.field
-    src.fail(f"expressroute.{where}" if where else "expressroute", error.message)
 
 
 # ---------------------------------------------------------------- expansion
@@ -666,16 +116,19 @@ class _Pool:
         self.block = block
         self.what = what
 
-    def take(self, src: _Source, path: str) -> _Network:
+    def take(self, src: Source, path: str) -> _Network:
         subnet = next(self._subnets, None)
         if subnet is None:
             src.fail(path, f"{self.block} has no /{self.prefixlen} left for {self.what}; the lab has too many of them")
         return subnet
 
 
-class _Expander:
+class Expander:
+    """One plan in the making. It keeps every name, interface end and address handed out so far,
+    so a clash (with the user's own or a generated one) is refused at the field that causes it."""
+
     def __init__(
-        self, src: _Source, spec: TopologyFile, model: Model | None, base_dir: Path, raw_links: Sequence[Any]
+        self, src: Source, spec: TopologyFile, model: Model | None, base_dir: Path, raw_links: Sequence[Any]
     ) -> None:
         self.src = src
         self.raw_links = raw_links
@@ -824,7 +277,7 @@ class _Expander:
                     "profile": self.spec.profile,
                     "circuit": cname,
                     "side": str(side),
-                    "rules": asdict(MseeRules(**self.er.rules.model_dump())),
+                    "rules": asdict(self.er.rules),
                     "peerings": {},
                 }
                 self.reserved[(edge, attachment.physical)] = attachment.what()
@@ -1206,30 +659,6 @@ def _iface(address: _Address, prefixlen: int) -> _Interface:
 
 def _default(version: int) -> str:
     return "0.0.0.0/0" if version == 4 else "::/0"
-
-
-# ---------------------------------------------------------------- entry points
-
-
-def plan_from_text(text: str, source: str, base_dir: Path) -> LabPlan:
-    """The plan of a topology given as text; `source` names it in errors, `base_dir` anchors config paths."""
-    data, lines = _load_yaml(text, source)
-    src = _Source(source, lines)
-    spec = _validate(data, src)
-    model: Model | None = None
-    model_data: dict[str, Any] | None = None
-    if spec.expressroute is not None:
-        model_data = _model_data(data.get("expressroute") or {})
-        model = _model(model_data, src)
-    raw_links = data.get("links")
-    expander = _Expander(src, spec, model, Path(base_dir), raw_links if isinstance(raw_links, list) else [])
-    return expander.plan(model_data)
-
-
-def load_topology(path: str | Path) -> LabPlan:
-    """Read, check and expand a topology file; raises TopologyError (or OSError if it cannot be read)."""
-    file = Path(path)
-    return plan_from_text(file.read_text(), str(path), file.parent.absolute())
 
 
 def _expand(spec: PrefixRangeSpec | None) -> list[str]:
