@@ -33,6 +33,22 @@ def netns_path(netns: str) -> str:
     return netns if netns.startswith("/") else os.path.join(NETNS_RUN_DIR, netns)
 
 
+def enter_netns(netns: str) -> None:
+    """Move the calling thread (only it) into `netns` for good; sockets it opens then live there."""
+    path = netns_path(netns)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        raise NetnsError(exc.errno, f"network namespace {netns!r}: {exc.strerror}") from None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise NetnsError(err, f"setns into {netns!r}: {os.strerror(err)}")
+    finally:
+        os.close(fd)
+
+
 def in_netns(netns: str | None, fn: Callable[[], T]) -> T:
     """Run `fn` with the calling context inside `netns` and return its result.
 
@@ -42,27 +58,15 @@ def in_netns(netns: str | None, fn: Callable[[], T]) -> T:
     """
     if netns is None:
         return fn()
-    path = netns_path(netns)
     result: list[T] = []
     error: list[BaseException] = []
 
     def runner() -> None:
         try:
-            fd = os.open(path, os.O_RDONLY)
-        except OSError as exc:
-            error.append(NetnsError(exc.errno, f"network namespace {netns!r}: {exc.strerror}"))
-            return
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            if libc.setns(fd, CLONE_NEWNET) != 0:
-                err = ctypes.get_errno()
-                error.append(NetnsError(err, f"setns into {netns!r}: {os.strerror(err)}"))
-                return
+            enter_netns(netns)
             result.append(fn())
         except BaseException as exc:  # handed to the caller's thread below
             error.append(exc)
-        finally:
-            os.close(fd)
 
     thread = threading.Thread(target=runner, name=f"netns-{netns}")
     thread.start()

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import ctypes
-import os
 import queue
 import select
 import socket
@@ -19,7 +17,7 @@ from typing import Any, TypeVar
 
 from bgplab.bgp.fib.errors import FibError
 from bgplab.bgp.fib.rtnetlink import NLMSGHDR
-from bgplab.bgp.sockets import CLONE_NEWNET, NetnsError, netns_path
+from bgplab.bgp.sockets import enter_netns
 
 REPLY_TIMEOUT = 30.0
 """Seconds to wait for a netlink reply before declaring the kernel (or us) broken."""
@@ -33,22 +31,6 @@ _NETLINK_GET_STRICT_CHK = 12
 _SO_SNDBUFFORCE = 32
 _SO_RCVBUFFORCE = 33
 _BUFFER = 4 << 20
-
-
-def _enter_netns(netns: str) -> None:
-    """Move the calling thread (only it) into `netns` for good; sockets it opens then live there."""
-    path = netns_path(netns)
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError as exc:
-        raise NetnsError(exc.errno, f"network namespace {netns!r}: {exc.strerror}") from None
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.setns(fd, CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise NetnsError(err, f"setns into {netns!r}: {os.strerror(err)}")
-    finally:
-        os.close(fd)
 
 
 class Worker:
@@ -72,7 +54,7 @@ class Worker:
     def _run(self) -> None:
         try:
             if self.netns is not None:
-                _enter_netns(self.netns)
+                enter_netns(self.netns)
             self.nl = NetlinkSocket()
         except BaseException as exc:
             self._started.set_exception(exc)
