@@ -211,8 +211,7 @@ def verb_effective_routes(parser: argparse.ArgumentParser) -> Handler:
 
 def cmd_effective_routes(args: argparse.Namespace) -> int:
     lab = Lab.open(args.lab)
-    gateway = f"{args.vnet}-gw"
-    rows = lab.node(gateway).call("effective-routes")
+    rows = lab.gateway(args.vnet).call("effective-routes")
     flat = [{"prefix": ", ".join(r["addressPrefix"]), "source": r["source"], "state": r["state"],
              "type": r["nextHopType"], "next_hop": ", ".join(r["nextHopIpAddress"])} for r in rows]
     _out(args, rows, _table(flat, (("source", "SOURCE"), ("state", "STATE"), ("prefix", "ADDRESS PREFIX"),

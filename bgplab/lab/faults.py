@@ -258,11 +258,11 @@ class Faults:
         self._call(self._msee(fault.target), "drain", on=False)
 
     def _circuit_msees(self, circuit: str) -> list[RunningNode]:
-        names = [f"{circuit}-msee1", f"{circuit}-msee2"]
-        if not all(n in self.lab.plan.nodes for n in names):
-            circuits = sorted({n.rsplit("-msee", 1)[0] for n, v in self.lab.plan.nodes.items() if v.kind == "msee"})
-            raise FaultError(f"no circuit {circuit!r} in lab {self.lab.plan.name}; circuits: {', '.join(circuits)}")
-        return [self._msee(n) for n in names]
+        circuits = self.lab.plan.circuits
+        if circuit not in circuits:
+            known = ", ".join(sorted(circuits)) or "none"
+            raise FaultError(f"no circuit {circuit!r} in lab {self.lab.plan.name}; circuits: {known}")
+        return [self._msee(n) for n in circuits[circuit]]
 
     def _fail_peering(self, fault: Fault) -> None:
         # Azure disables a peering on both MSEEs at once (reference section 1).

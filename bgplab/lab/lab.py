@@ -63,6 +63,13 @@ class Lab:
             )
         return handle
 
+    def gateway(self, vnet: str) -> RunningNode:
+        """The gateway node of a VNet, by the VNet's name."""
+        if vnet not in self.plan.gateways:
+            known = ", ".join(sorted(self.plan.gateways)) or "none"
+            raise LabError(f"no VNet {vnet!r} in lab {self.plan.name}; VNets: {known}")
+        return self.node(self.plan.gateways[vnet])
+
     # ---- lifecycle
 
     def up(self, progress: Progress | None = None) -> None:

@@ -83,6 +83,10 @@ class LabPlan:
     nodes: Mapping[str, Node]
     expressroute: Mapping[str, Any] | None = None
     """The model data (bgplab.expressroute.model) the msee and gateway nodes share, or None."""
+    circuits: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Circuit -> its MSEE nodes, primary first (faults and commands name circuits)."""
+    gateways: Mapping[str, str] = field(default_factory=dict)
+    """VNet -> its gateway node."""
 
 
 def plan_to_data(plan: LabPlan) -> dict[str, Any]:
@@ -95,6 +99,8 @@ def plan_to_data(plan: LabPlan) -> dict[str, Any]:
         "links": [asdict(link) for link in plan.links],
         "nodes": {k: asdict(v) for k, v in plan.nodes.items()},
         "expressroute": plan.expressroute,
+        "circuits": {k: list(v) for k, v in plan.circuits.items()},
+        "gateways": dict(plan.gateways),
     }
 
 
@@ -112,4 +118,6 @@ def plan_from_data(data: Mapping[str, Any]) -> LabPlan:
         for item in data["links"]
     )
     nodes = {k: Node(v["name"], v["kind"], tuple(v["namespaces"]), v["spec"]) for k, v in data["nodes"].items()}
-    return LabPlan(data["name"], data["profile"], data["source"], namespaces, links, nodes, data["expressroute"])
+    circuits = {k: tuple(v) for k, v in data.get("circuits", {}).items()}
+    return LabPlan(data["name"], data["profile"], data["source"], namespaces, links, nodes, data["expressroute"],
+                   circuits, dict(data.get("gateways", {})))

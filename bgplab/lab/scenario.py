@@ -444,8 +444,7 @@ class Runner:
 
     def _effective(self, spec: Mapping[str, Any]) -> tuple[bool, Any, str]:
         assert self.lab is not None
-        gateway = self.lab.node(f"{spec['vnet']}-gw")
-        rows = [r for r in gateway.call("effective-routes")
+        rows = [r for r in self.lab.gateway(str(spec["vnet"])).call("effective-routes")
                 if r["addressPrefix"] == [spec["prefix"]] and r["state"] == "Active"]
         if not spec.get("present", True):
             return not rows, rows, f"no active {spec['prefix']} in {spec['vnet']}"

@@ -13,7 +13,7 @@ import pytest
 
 from bgplab.expressroute.rules import MseeRules
 from bgplab.expressroute.timers import PROFILES
-from bgplab.lab.plan import Endpoint, LabPlan, Link, Namespace
+from bgplab.lab.plan import Endpoint, LabPlan, Link, Namespace, plan_from_data, plan_to_data
 from bgplab.lab.topology import TopologyError, load_topology, plan_from_text, topology_schema
 
 HERE = Path(__file__).parent / "topologies"
@@ -353,6 +353,12 @@ def test_two_circuits_number_attachments_in_file_order_and_vnets_share_a_circuit
     assert lab.namespaces["vm2"].routes == (("0.0.0.0/0", "10.200.0.1"), ("::/0", "2001:db8:200::1"))
     assert "azure-internet" not in lab.nodes and "internet" not in lab.nodes["hub-gw"].spec
     assert lab.nodes["ce2"].spec["intent"]["router_id"] == "192.168.1.5"
+    # The plan names each circuit's MSEEs (primary first) and each VNet's gateway, so nothing
+    # downstream rebuilds a node name from a circuit's; it survives the lab's state file.
+    assert lab.circuits == {"ams": ("ams-msee1", "ams-msee2"), "lon": ("lon-msee1", "lon-msee2")}
+    assert lab.gateways == {"hub": "hub-gw", "spoke": "spoke-gw"}
+    again = plan_from_data(json.loads(json.dumps(plan_to_data(lab))))
+    assert (again.circuits, again.gateways) == (lab.circuits, lab.gateways)
 
 
 def test_user_links_may_end_on_generated_nodes() -> None:

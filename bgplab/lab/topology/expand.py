@@ -150,6 +150,10 @@ class Expander:
         """Interfaces the expansion creates on user nodes -> what for."""
         self.assignments: list[_Assignment] = []
         self.attachments: list[_Attachment] = []
+        self.circuits: dict[str, list[str]] = {}
+        """Circuit -> its MSEE nodes, primary first: the one place their names are made."""
+        self.gateways: dict[str, str] = {}
+        """VNet -> its gateway node."""
         self.internet = self._internet_enabled()
 
     # -------------------------------------------------------- plan
@@ -176,6 +180,8 @@ class Expander:
             links=tuple(self.links),
             nodes=nodes,
             expressroute=model_data,
+            circuits={name: tuple(msees) for name, msees in self.circuits.items()},
+            gateways=dict(self.gateways),
         )
 
     # -------------------------------------------------------- names and namespaces
@@ -268,6 +274,7 @@ class Expander:
                     )
                 counts[edge] = counts.get(edge, 0) + 1
                 msee = f"{cname}-msee{i + 1}"
+                self.circuits.setdefault(cname, []).append(msee)
                 self._name(msee, "msee", path, f"the {side} MSEE of circuit {cname}")
                 attachment = _Attachment(circuit, side, edge, counts[edge], msee)
                 self.attachments.append(attachment)
@@ -347,7 +354,7 @@ class Expander:
         for vname, vspec in self.er.vnets.items():
             vnet = model.vnets[vname]
             path = f"expressroute.vnets.{vname}"
-            gw = f"{vname}-gw"
+            gw = self.gateways[vname] = f"{vname}-gw"
             gateways.append(gw)
             self._name(gw, "gateway", path, f"the gateway of VNet {vname}")
             gw_ns = self._namespace(gw, gw, forwarding=True)
@@ -365,8 +372,7 @@ class Expander:
                 dual = private is not None and private.ipv6 is not None and any(
                     s.version == 6 for s in vnet.address_space
                 )
-                for side_number, side in enumerate(Side, start=1):
-                    msee = f"{connection.circuit}-msee{side_number}"
+                for side, msee in zip(Side, self.circuits[connection.circuit], strict=True):
                     k += 1
                     msee_ns = f"{msee}.{PeeringType.PRIVATE}"
                     self._link(
