@@ -47,9 +47,10 @@ from bgplab.expressroute.control import ControlServer, EventHub, Handler
 from bgplab.expressroute.gateway import Gateway, MseeNeighbor
 from bgplab.expressroute.model import Model, ModelError, PeeringType, Side
 from bgplab.expressroute.msee import GatewayNeighbor, Msee, PeeringPlace
+from bgplab.expressroute.profile import PROFILES
 from bgplab.expressroute.rules import MseeRules
 from bgplab.expressroute.services import load_catalogue
-from bgplab.expressroute.timers import MSEE_BFD, PROFILES, Timers
+from bgplab.expressroute.timers import MSEE_BFD, Timers
 from bgplab.source import SourceError, YamlError, load_yaml
 
 KINDS = ("msee", "gateway")
@@ -121,7 +122,7 @@ def _timers(r: _Reader, data: Mapping[str, Any]) -> Timers:
     profile = data.get("profile", "azure")
     if profile not in PROFILES:
         raise r.fail("profile", f"{profile!r}: expected one of {', '.join(PROFILES)}")
-    timers = Timers.profile(profile)
+    timers = PROFILES[profile].timers
     overrides = data.get("timers")
     if overrides is not None:
         names = [f.name for f in fields(Timers)]

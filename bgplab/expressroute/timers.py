@@ -1,7 +1,6 @@
-"""Timer profiles of our own nodes: `azure` is what Microsoft runs, `fast` is for CI.
+"""The timers of our own nodes (MSEE and gateway): the defaults are what Microsoft runs.
 
-Every report names the profile it ran under (DESIGN.md), so the numbers a `fast` run prints are
-never mistaken for what a real circuit would do.
+A lab's profile (`bgplab.expressroute.profile`) picks the set a lab runs with.
 """
 
 from __future__ import annotations
@@ -10,7 +9,6 @@ from dataclasses import dataclass
 
 from bgplab.bgp.peer import BfdSettings
 
-PROFILES = ("azure", "fast")
 MSEE_BFD = BfdSettings(300.0, 300.0, 3)
 """Section 8: 300 ms x 3 on by default (900 ms detection)."""
 
@@ -29,12 +27,3 @@ class Timers:
     idle_hold_max: float = 60.0
     """The idle hold after repeated failures doubles up to this (damping a flapping peer); while it
     runs, the session waits, so it bounds how long a healed link can take to come back."""
-
-    @classmethod
-    def profile(cls, name: str) -> Timers:
-        if name == "azure":
-            return cls()
-        if name == "fast":
-            # CI: sessions up and down in seconds; BFD stays at the MSEE's own 300 ms x 3.
-            return cls(keepalive=3, hold=9, min_hold=3, connect_retry=1.0, idle_hold=0.2, idle_hold_max=2.0)
-        raise ValueError(f"timer profile {name!r}: expected one of {', '.join(PROFILES)}")

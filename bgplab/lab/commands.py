@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bgplab.expressroute import control
+from bgplab.expressroute.profile import profile
 from bgplab.lab import export, graph, system
 from bgplab.lab.faults import BGP_MODES, Fault, FaultError, Faults
 from bgplab.lab.faults import KINDS as FAULT_KINDS
@@ -30,7 +31,6 @@ from bgplab.lab.state import LabState, labs
 from bgplab.lab.topology import LAB_NAME, TopologyError, load_topology, topology_schema
 
 EXIT_OK, EXIT_NOT_READY, EXIT_USAGE, EXIT_NO_LAB = 0, 1, 2, 3
-DEFAULT_WAIT = {"fast": 60.0, "azure": 300.0}
 PEERINGS = ("private", "microsoft", "public")
 Handler = Callable[[argparse.Namespace], int]
 
@@ -113,7 +113,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     say = _progress(args)
     started = time.monotonic()
     lab.up(say)
-    wait = args.wait if args.wait is not None else DEFAULT_WAIT.get(plan.profile, 60.0)
+    wait = args.wait if args.wait is not None else profile(plan.profile).up_wait
     waiting = lab.wait_established(wait, say)
     seconds = round(time.monotonic() - started, 2)
     if sys.stderr.isatty() and not args.json:

@@ -48,6 +48,7 @@ from typing import Any
 from xml.etree import ElementTree as ET
 
 from bgplab.expressroute import control
+from bgplab.expressroute.profile import profile
 from bgplab.lab import system
 from bgplab.lab.faults import KINDS as FAULT_KINDS
 from bgplab.lab.faults import Fault, FaultError, Faults
@@ -57,7 +58,6 @@ from bgplab.lab.probes import Probe, ProbeSpec
 from bgplab.lab.topology import load_topology
 from bgplab.source import SourceError, YamlError, load_yaml
 
-DEFAULT_WITHIN = {"fast": 15.0, "azure": 200.0}
 POLL = 0.25
 PROBE_START = 10.0
 """Seconds a newly started probe has for its first packet to arrive before the step it precedes runs."""
@@ -328,7 +328,7 @@ class Runner:
         if step.kind == "exec":
             return self._exec(step, began)
         deadline = began + (step.within if step.within is not None
-                            else DEFAULT_WITHIN.get(result.profile, 15.0))
+                            else profile(result.profile).expect_within)
         check = self._check(step)
         while True:
             ok, seen, expected = check()

@@ -23,7 +23,7 @@ from bgplab.expressroute.gateway import Gateway, MseeNeighbor
 from bgplab.expressroute.model import Model, PeeringType, Side
 from bgplab.expressroute.msee import GatewayNeighbor, Msee, PeeringPlace
 from bgplab.expressroute.node import NodeConfigError, build_node, load_config
-from bgplab.expressroute.timers import Timers
+from bgplab.expressroute.profile import PROFILES
 from tests.expressroute.erlab import model_data
 
 MODEL = Model.from_data(model_data())
@@ -47,7 +47,7 @@ def customer_config(node: Msee, peering: PeeringType = PeeringType.PRIVATE) -> A
 def test_msee_offers_keepalive_60_hold_180_and_refuses_hold_below_10() -> None:
     config = customer_config(msee())
     assert (config.keepalive, config.hold_time, config.min_hold_time) == (60, 180, 10)
-    fast = customer_config(msee(timers=Timers.profile("fast")))
+    fast = customer_config(msee(timers=PROFILES["fast"].timers))
     assert (fast.keepalive, fast.hold_time, fast.min_hold_time) == (3, 9, 3)
 
 
@@ -170,7 +170,7 @@ def node_file(tmp_path: Path, **changes: Any) -> Path:
 
 def test_node_config_builds_an_msee(tmp_path: Path) -> None:
     node, control = build_node(load_config(node_file(tmp_path)), "msee1.json")
-    assert isinstance(node, Msee) and node.timers == Timers.profile("fast") and control.endswith("msee1.sock")
+    assert isinstance(node, Msee) and node.timers == PROFILES["fast"].timers and control.endswith("msee1.sock")
 
 
 @pytest.mark.parametrize(
@@ -212,7 +212,7 @@ def test_node_config_timers_set_or_turn_off_bfd_and_name_the_field_when_wrong(tm
     assert isinstance(fast, Msee) and fast.timers.bfd is not None
     settings = fast.timers.bfd
     assert (settings.desired_min_tx, settings.required_min_rx, settings.multiplier) == (100, 100, 3)
-    assert fast.timers.hold == Timers.profile("fast").hold  # the profile's other timers stay
+    assert fast.timers.hold == PROFILES["fast"].timers.hold  # the profile's other timers stay
     bfd = customer_config(fast).bfd
     assert bfd is not None and (bfd.desired_min_tx, bfd.multiplier) == (100, 3)  # what the IPv4 sessions run
     off, _ = build_node(load_config(node_file(tmp_path, timers={"bfd": None, "hold": 30})), "msee1.json")

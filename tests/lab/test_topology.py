@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from bgplab.expressroute.profile import PROFILES
 from bgplab.expressroute.rules import MseeRules
-from bgplab.expressroute.timers import PROFILES
 from bgplab.lab.plan import Endpoint, LabPlan, Link, Namespace, plan_from_data, plan_to_data
 from bgplab.lab.topology import TopologyError, load_topology, plan_from_text, topology_schema
 
