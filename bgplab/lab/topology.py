@@ -57,7 +57,8 @@ from pydantic import (
 
 from bgplab.expressroute.model import AZURE_ASN, Circuit, Model, ModelError, PeeringType, Side
 from bgplab.expressroute.rules import MseeRules
-from bgplab.lab.plan import ROUTER_KINDS, Endpoint, LabPlan, Link, Namespace, Node
+from bgplab.lab.kinds import ROUTER_KINDS
+from bgplab.lab.plan import Endpoint, LabPlan, Link, Namespace, Node
 
 __all__ = ["TopologyError", "load_topology", "plan_from_text", "topology_schema"]
 

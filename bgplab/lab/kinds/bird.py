@@ -30,11 +30,12 @@ from pathlib import Path
 from typing import Any
 
 from bgplab.lab import system
-from bgplab.lab.kinds import ConfigCheckError
+from bgplab.lab.kinds import ConfigCheckError, Kind, register
 from bgplab.lab.kinds.router import RouterNode
 from bgplab.lab.plan import LabPlan, Node
 from bgplab.lab.runtime import Runtime
 
+KIND = "bird"
 MSEE_BFD = (300, 300, 3)
 _STATES = {"established": "established", "idle": "idle", "connect": "connect", "active": "active",
            "opensent": "opensent", "openconfirm": "openconfirm"}
@@ -336,3 +337,6 @@ def render_intent(name: str, intent: dict[str, Any], profile: str) -> str:
             lines.append(f"  {family} {{ {' '.join(options)} }};")
         lines += ["}", ""]
     return "\n".join(lines)
+
+
+register(Kind(KIND, BirdNode, start_rank=0, router=True))

@@ -35,11 +35,12 @@ from typing import Any
 
 from bgplab import programs
 from bgplab.lab import system
-from bgplab.lab.kinds import ConfigCheckError
+from bgplab.lab.kinds import ConfigCheckError, Kind, register
 from bgplab.lab.kinds.router import RouterNode
 from bgplab.lab.plan import LabPlan, Node
 from bgplab.lab.runtime import Runtime
 
+KIND = "exabgp"
 API_PROCESS = "bgplab-api"
 _STATES = {"connected": "opensent", "up": "established", "down": "idle"}
 _HELPER = """\
@@ -414,3 +415,6 @@ def render_intent(name: str, intent: dict[str, Any], profile: str) -> str:
             lines.append("  }")
         lines += ["}", ""]
     return "\n".join(lines)
+
+
+register(Kind(KIND, ExabgpNode, start_rank=0, router=True))

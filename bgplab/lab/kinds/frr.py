@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from bgplab.lab import system
-from bgplab.lab.kinds import ConfigCheckError
+from bgplab.lab.kinds import ConfigCheckError, Kind, register
 from bgplab.lab.kinds.router import RouterNode
 
+KIND = "frr"
 LIBDIR = Path("/usr/lib/frr")
 DAEMONS = ("zebra", "bgpd", "staticd", "bfdd")
 MSEE_BFD = (300, 300, 3)
@@ -329,3 +330,6 @@ def _covered(prefix: str, covers: list[str]) -> bool:
 
 def _prepend_map(count: int) -> str:
     return f"PREPEND-{count}"
+
+
+register(Kind(KIND, FrrNode, start_rank=0, router=True))

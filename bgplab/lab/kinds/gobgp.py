@@ -32,11 +32,12 @@ from pathlib import Path
 from typing import Any
 
 from bgplab.lab import system
-from bgplab.lab.kinds import ConfigCheckError
+from bgplab.lab.kinds import ConfigCheckError, Kind, register
 from bgplab.lab.kinds.router import RouterNode
 from bgplab.lab.plan import LabPlan, Node
 from bgplab.lab.runtime import Runtime
 
+KIND = "gobgp"
 _STATES = dict(enumerate(("idle", "connect", "active", "opensent", "openconfirm", "established"), start=1))
 """The API's SessionState enum (0 is UNKNOWN)."""
 _ORIGINS = {0: "igp", 1: "egp", 2: "incomplete"}
@@ -271,3 +272,6 @@ def render_intent(name: str, intent: dict[str, Any], profile: str) -> str:
     lines += ["", "[global.apply-policy.config]", f"  export-policy-list = [{q('bgplab-out')}]",
               '  default-export-policy = "accept-route"', '  default-import-policy = "accept-route"']
     return "\n".join(lines) + "\n"
+
+
+register(Kind(KIND, GobgpNode, start_rank=0, router=True))
