@@ -23,7 +23,7 @@ from bgplab.expressroute.profile import profile
 from bgplab.lab import export, graph, system
 from bgplab.lab.faults import BGP_MODES, Fault, FaultError, Faults
 from bgplab.lab.faults import KINDS as FAULT_KINDS
-from bgplab.lab.kinds import ConfigCheckError, NotSupported, RunningNode
+from bgplab.lab.kinds import ConfigCheckError, NotSupported, RunningNode, kind_of
 from bgplab.lab.lab import Lab, LabError
 from bgplab.lab.plan import LabPlan
 from bgplab.lab.scenario import Runner, ScenarioError, load_scenario
@@ -227,7 +227,7 @@ def verb_events(parser: argparse.ArgumentParser) -> Handler:
 
 def cmd_events(args: argparse.Namespace) -> int:
     lab = Lab.open(args.lab)
-    ours = [n for n in sorted(lab.plan.nodes) if lab.plan.nodes[n].kind in ("msee", "gateway")]
+    ours = [n for n in sorted(lab.plan.nodes) if kind_of(lab.plan.nodes[n].kind).events]
     if args.follow and len(ours) != 1 and not args.node:
         raise LabError(f"--follow streams one node's events; pick one with --node ({', '.join(ours)})")
     nodes = [args.node] if args.node else ours

@@ -15,7 +15,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
-from bgplab.lab.plan import ROUTER_KINDS, LabPlan, Link, Node
+from bgplab.lab.kinds import ROUTER_KINDS
+from bgplab.lab.plan import LabPlan, Link, Node
 
 __all__ = ["ZONES", "Edge", "edges", "mermaid", "mermaid_ids", "svg", "zone"]
 

@@ -13,13 +13,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bgplab.lab.kinds import RunningNode, node_handle
+from bgplab.lab.kinds import RunningNode, kind_of, node_handle
 from bgplab.lab.plan import LabPlan, plan_from_data, plan_to_data
 from bgplab.lab.runtime import make_runtime
 from bgplab.lab.state import LabState, Teardown, labs
 
 Progress = Callable[[str], None]
-_START_ORDER = {"frr": 0, "bird": 0, "gobgp": 0, "exabgp": 0, "msee": 1, "gateway": 2, "host": 3}
 
 
 class LabError(RuntimeError):
@@ -83,7 +82,7 @@ class Lab:
         try:
             say(f"creating {len(self.plan.namespaces)} namespaces and {len(self.plan.links)} links")
             self.runtime.build()
-            order = sorted(self.plan.nodes, key=lambda n: (_START_ORDER[self.plan.nodes[n].kind], n))
+            order = sorted(self.plan.nodes, key=lambda n: (kind_of(self.plan.nodes[n].kind).start_rank, n))
             for name in order:
                 self.node(name).spawn()
             for name in order:

@@ -16,9 +16,6 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-KINDS = ("frr", "bird", "gobgp", "exabgp", "host", "msee", "gateway")
-ROUTER_KINDS = ("frr", "bird", "gobgp", "exabgp")
-
 
 @dataclass(frozen=True, slots=True)
 class Namespace:

@@ -690,3 +690,14 @@ def test_announce_range_past_the_address_space_is_refused() -> None:
     with pytest.raises(TopologyError, match=r"range.yaml:4: nodes.r1.announce_range: .*run past the address space"):
         plan_from_text("name: r\nnodes:\n  r1: {kind: frr, asn: 65001,\n    announce_range: {first: 255.255.255.0/24, "
                        "count: 2}}\n", "range.yaml", Path("."))
+
+
+def test_the_schema_takes_exactly_the_kinds_a_topology_may_name() -> None:
+    # The schema spells the kinds out for pydantic; the registry is where kinds come from.
+    from typing import get_args
+
+    from bgplab.lab.kinds import GENERATED_KINDS, USER_KINDS
+    from bgplab.lab.topology.schema import NodeSpec
+
+    assert get_args(NodeSpec.model_fields["kind"].annotation) == USER_KINDS
+    assert set(USER_KINDS).isdisjoint(GENERATED_KINDS) and set(GENERATED_KINDS) == {"msee", "gateway"}

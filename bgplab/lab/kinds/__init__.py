@@ -8,12 +8,20 @@ and the tests compare like with like:
   `accepted`, `advertised`, `bfd` (up/down/init/admindown or null), `flaps`;
 * a route: `network`, `next_hop`, `path`, `origin`, `med`, `local_pref`, `communities`,
   `large_communities`, `family`, `source`, `best`.
+
+Kinds register themselves: each module of this package (frr, bird, gobgp, exabgp, ours, host)
+adds its `Kind` to the registry when it is imported, and the lab, the topology checks and the
+graphs read the kind names, start order and roles from there, so a kind is added in one place.
+The router modules are also what `bgplab.testing` runs its daemons with: one module per router
+kind renders its configs, drives its CLI and parses its output, for the lab and the tests alike.
 """
 
 from __future__ import annotations
 
+import importlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -83,18 +91,52 @@ class RunningNode(ABC):
         return f"{self.node.name} ({self.node.kind})"
 
 
+@dataclass(frozen=True)
+class Kind:
+    """One kind of node, as its module registers it."""
+
+    name: str
+    handle: Callable[[LabPlan, Node, Runtime, Path], RunningNode]
+    start_rank: int
+    """Lower ranks start first: the routers (0) before the MSEEs (1) that peer with them, the
+    gateways (2) behind those, and the hosts (3) last."""
+    router: bool = False
+    """A CE router (a circuit's edge), as opposed to one of our own nodes or a host."""
+    events: bool = False
+    """Its nodes keep an event stream (`RunningNode.follow`): our own nodes."""
+    generated: bool = False
+    """Made by the expansion of `expressroute:` (MSEEs, gateways), never written in a topology's `nodes:`."""
+
+
+_REGISTRY: dict[str, Kind] = {}
+
+
+def register(kind: Kind) -> None:
+    """Called by each kind's module as it is imported."""
+    if kind.name in _REGISTRY:
+        raise ValueError(f"kind {kind.name!r} is registered twice")
+    _REGISTRY[kind.name] = kind
+
+
+def kind_of(name: str) -> Kind:
+    """A registered kind; a plan's nodes have only those (the topology checks them)."""
+    return _REGISTRY[name]
+
+
 def node_handle(plan: LabPlan, node: Node, runtime: Runtime, workdir: Path) -> RunningNode:
     """The handle of one node, whether it is about to start or has run since an earlier `up`."""
-    from bgplab.lab.kinds import bird, exabgp, frr, gobgp, host, ours
+    if node.kind not in _REGISTRY:
+        raise ConfigCheckError(f"node {node.name}: kind {node.kind!r} cannot run in a lab; "
+                               f"known kinds: {', '.join(_REGISTRY)}")
+    return _REGISTRY[node.kind].handle(plan, node, runtime, workdir)
 
-    routers: dict[str, type[frr.FrrNode | bird.BirdNode | gobgp.GobgpNode | exabgp.ExabgpNode]] = {
-        "frr": frr.FrrNode, "bird": bird.BirdNode, "gobgp": gobgp.GobgpNode, "exabgp": exabgp.ExabgpNode,
-    }
-    if node.kind in routers:
-        return routers[node.kind](plan, node, runtime, workdir)
-    if node.kind in ("msee", "gateway"):
-        return ours.OurNode(plan, node, runtime, workdir)
-    if node.kind == "host":
-        return host.HostNode(node)
-    known = ", ".join([*routers, "msee", "gateway", "host"])
-    raise ConfigCheckError(f"node {node.name}: kind {node.kind!r} cannot run in a lab; known kinds: {known}")
+
+# The kinds, in the order messages list them; importing a module registers its kinds.
+for _module in ("frr", "bird", "gobgp", "exabgp", "ours", "host"):
+    importlib.import_module(f"{__name__}.{_module}")
+
+KINDS = tuple(_REGISTRY)
+ROUTER_KINDS = tuple(k.name for k in _REGISTRY.values() if k.router)
+USER_KINDS = tuple(k.name for k in _REGISTRY.values() if not k.generated)
+"""What a topology's `nodes:` may name."""
+GENERATED_KINDS = tuple(k.name for k in _REGISTRY.values() if k.generated)

@@ -17,6 +17,9 @@ connected, as FRR does). So packets flow through a BIRD CE exactly as through an
 
 `flaps` counts the sessions that went down after being up, from the state changes traced in
 BIRD's log; BIRD keeps no such counter itself.
+
+The test harness's BIRD (`bgplab.testing.bird`) runs a config of `render_peers`, from its
+`Neighbor`/`Route` model, and reads it with the same parsers.
 """
 
 from __future__ import annotations
@@ -24,22 +27,22 @@ from __future__ import annotations
 import ipaddress
 import re
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from bgplab.lab import system
-from bgplab.lab.kinds import ConfigCheckError
-from bgplab.lab.kinds.router import RouterNode
+from bgplab.lab.kinds import ConfigCheckError, Kind, register, router
+from bgplab.lab.kinds.router import Neighbor, Route, RouterNode, address_key, check_family, family_of
 from bgplab.lab.plan import LabPlan, Node
 from bgplab.lab.runtime import Runtime
 
-MSEE_BFD = (300, 300, 3)
-_STATES = {"established": "established", "idle": "idle", "connect": "connect", "active": "active",
-           "opensent": "opensent", "openconfirm": "openconfirm"}
+KIND = "bird"
 _BFD_STATES = {"up": "up", "down": "down", "init": "init", "admindown": "admindown"}
 _TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+_FAST_RETRIES = "  connect delay time 1; connect retry time 1; error wait time 1, 5;"
+"""A session that failed is retried after a second, not BIRD's default of minutes."""
 
 
 def check_config(path: Path) -> None:
@@ -112,31 +115,13 @@ class BirdNode(RouterNode):
     def sessions(self) -> list[dict[str, Any]]:
         bfd = parse_bfd_sessions(self.birdc_raw("show", "bfd", "sessions").stdout)  # none without a BFD protocol
         flaps = count_flaps(self.log.read_text(errors="replace") if self.log.exists() else "")
-        rows = []
-        for proto in parse_protocols(self.birdc("show", "protocols", "all")):
-            if proto["proto"] != "BGP" or "neighbor" not in proto:
-                continue
-            state = _STATES.get(proto.get("bgp_state", "").lower(), "idle")
-            rows.append({
-                "node": self.node.name,
-                "peering": None,
-                "neighbor": proto["neighbor"],
-                "role": "ibgp" if proto.get("local_as") == proto.get("remote_as") else "ebgp",
-                "local_as": proto.get("local_as"),
-                "remote_as": proto.get("remote_as"),
-                "state": state,
-                "uptime": _uptime(proto["since"]) if state == "established" else None,
-                "received": proto["imported"] + proto["filtered"],
-                "accepted": proto["imported"],
-                "advertised": proto["exported"],
-                "bfd": bfd.get(proto["neighbor"]),
-                "flaps": flaps.get(proto["name"], 0),
-            })
-        return sorted(rows, key=lambda r: _address_key(r["neighbor"]))
+        rows = [{"node": self.node.name, **session_row(proto, bfd, flaps)}
+                for proto in parse_protocols(self.birdc("show", "protocols", "all"))
+                if proto["proto"] == "BGP" and "neighbor" in proto]
+        return sorted(rows, key=lambda r: address_key(r["neighbor"]))
 
     def routes(self, family: str = "ipv4", **options: Any) -> list[dict[str, Any]]:
-        if family not in ("ipv4", "ipv6"):
-            raise ValueError(f"family {family!r}: expected ipv4 or ipv6")
+        check_family(family)
         bgp = [p for p in parse_protocols(self.birdc("show", "protocols", "all")) if p["proto"] == "BGP"
                and "neighbor" in p]
         peers = {p["name"]: p["neighbor"] for p in bgp}
@@ -144,27 +129,7 @@ class BirdNode(RouterNode):
         net_type = "NET_IP4" if family == "ipv4" else "NET_IP6"
         text = self.birdc("show", "route", "all", "where",
                           f"(source = RTS_BGP || source = RTS_STATIC) && net.type = {net_type}")
-        rows = []
-        for prefix, proto, best, attrs in parse_routes(text):
-            from_bgp = proto in peers
-            hop = attrs.get("BGP.next_hop", "").split()
-            rows.append({
-                "network": prefix,
-                "next_hop": hop[0] if hop and from_bgp else "",
-                "path": " ".join(re.findall(r"\d+", attrs.get("BGP.as_path", ""))),
-                "origin": attrs.get("BGP.origin", "IGP").lower(),
-                "med": int(attrs["BGP.med"]) if "BGP.med" in attrs else None,
-                # BIRD gives eBGP routes a local preference on import; it is only a BGP attribute on iBGP.
-                "local_pref": int(attrs["BGP.local_pref"]) if "BGP.local_pref" in attrs and proto in ibgp else None,
-                "communities": [f"{a}:{b}" for a, b in re.findall(r"\((\d+),\s*(\d+)\)",
-                                                                  attrs.get("BGP.community", ""))],
-                "large_communities": [f"{a}:{b}:{c}" for a, b, c in re.findall(
-                    r"\((\d+),\s*(\d+),\s*(\d+)\)", attrs.get("BGP.large_community", ""))],
-                "family": f"{family}-unicast",
-                "source": peers[proto] if from_bgp else "local",
-                "best": best,
-            })
-        return sorted(rows, key=lambda r: (ipaddress.ip_network(r["network"]), not r["best"]))
+        return sorted(route_rows(text, peers, ibgp), key=lambda r: (ipaddress.ip_network(r["network"]), not r["best"]))
 
 
 # ---- parsing birdc's text (BIRD 2 has no JSON output)
@@ -237,6 +202,55 @@ def parse_routes(text: str) -> Iterator[tuple[str, str, bool, dict[str, str]]]:
     yield from blocks
 
 
+def session_row(proto: dict[str, Any], bfd: Mapping[str, str] | None = None,
+                flaps: Mapping[str, int] | None = None) -> dict[str, Any]:
+    """One BGP protocol of `parse_protocols` as a session (all but `node`), with the BFD states
+    and flap counts of the node's sessions where the caller has them."""
+    state = proto.get("bgp_state", "").lower()
+    state = state if state in router.STATES else "idle"
+    return {
+        "peering": None,
+        "neighbor": proto.get("neighbor"),
+        "role": "ibgp" if proto.get("local_as") == proto.get("remote_as") else "ebgp",
+        "local_as": proto.get("local_as"),
+        "remote_as": proto.get("remote_as"),
+        "state": state,
+        "uptime": _uptime(proto["since"]) if state == "established" else None,
+        "received": proto["imported"] + proto["filtered"],
+        "accepted": proto["imported"],
+        "advertised": proto["exported"],
+        "bfd": (bfd or {}).get(proto.get("neighbor", "")),
+        "flaps": (flaps or {}).get(proto["name"], 0),
+    }
+
+
+def route_rows(text: str, peers: Mapping[str, str], ibgp: Iterable[str]) -> list[dict[str, Any]]:
+    """The paths of `show route all` as routes: `peers` maps the BGP protocols to their neighbour
+    addresses (a path of any other protocol is the node's own), `ibgp` names the iBGP ones."""
+    ibgp = set(ibgp)
+    rows = []
+    for prefix, proto, best, attrs in parse_routes(text):
+        from_bgp = proto in peers
+        hop = attrs.get("BGP.next_hop", "").split()
+        rows.append({
+            "network": prefix,
+            "next_hop": hop[0] if hop and from_bgp else "",
+            "path": " ".join(re.findall(r"\d+", attrs.get("BGP.as_path", ""))),
+            "origin": attrs.get("BGP.origin", "IGP").lower(),
+            "med": int(attrs["BGP.med"]) if "BGP.med" in attrs else None,
+            # BIRD gives eBGP routes a local preference on import; it is only a BGP attribute on iBGP.
+            "local_pref": int(attrs["BGP.local_pref"]) if "BGP.local_pref" in attrs and proto in ibgp else None,
+            "communities": [f"{a}:{b}" for a, b in re.findall(r"\((\d+),\s*(\d+)\)",
+                                                              attrs.get("BGP.community", ""))],
+            "large_communities": [f"{a}:{b}:{c}" for a, b, c in re.findall(
+                r"\((\d+),\s*(\d+),\s*(\d+)\)", attrs.get("BGP.large_community", ""))],
+            "family": f"{family_of(prefix)}-unicast",
+            "source": peers[proto] if from_bgp else "local",
+            "best": best,
+        })
+    return rows
+
+
 def count_flaps(log: str) -> dict[str, int]:
     """Per protocol, how often it left state `up`, from the `State changed to ...` lines of BIRD's log."""
     flaps: dict[str, int] = {}
@@ -254,11 +268,6 @@ def _uptime(since: str) -> float | None:
     except ValueError:
         return None
     return round(max(0.0, (datetime.now() - when).total_seconds()), 3)
-
-
-def _address_key(address: str) -> tuple[int, int]:
-    ip = ipaddress.ip_address(address)
-    return ip.version, int(ip)
 
 
 # ---- generated configs
@@ -296,13 +305,10 @@ def render_intent(name: str, intent: dict[str, Any], profile: str) -> str:
         "protocol kernel kernel4 { ipv4 { import none; export where source != RTS_DEVICE; }; }",
         "protocol kernel kernel6 { ipv6 { import none; export where source != RTS_DEVICE; }; }",
     ]
-    for family, version in (("ipv4", 4), ("ipv6", 6)):
-        lines.append(f"protocol static announce{version} {{")
-        lines.append(f"  {family};")
-        lines += [f"  route {p} blackhole;" for p in announce if ipaddress.ip_network(p).version == version]
-        lines.append("}")
+    for family in router.FAMILIES:
+        lines += _static_protocol(f"announce{family[-1]}", family, announce)
     if any(n.get("bfd") for n in neighbors):
-        tx, rx, mult = MSEE_BFD
+        tx, rx, mult = router.MSEE_BFD
         lines += ["protocol bfd {",
                   f'  interface "*" {{ min rx interval {rx} ms; min tx interval {tx} ms; multiplier {mult}; }};',
                   "}"]
@@ -320,8 +326,7 @@ def render_intent(name: str, intent: dict[str, Any], profile: str) -> str:
         lines += [f"protocol bgp {proto} {{", f"  description {_string(str(n.get('role') or 'user'))};",
                   f"  {local};", f"  neighbor {address} as {int(n['asn'])};"]
         if fast:
-            lines += ["  hold time 9; keepalive time 3;",
-                      "  connect delay time 1; connect retry time 1; error wait time 1, 5;"]
+            lines += ["  hold time 9; keepalive time 3;", _FAST_RETRIES]
         if n.get("md5"):
             lines.append(f"  password {_string(str(n['md5']))};")
         ibgp = int(n["asn"]) == asn
@@ -336,3 +341,63 @@ def render_intent(name: str, intent: dict[str, Any], profile: str) -> str:
             lines.append(f"  {family} {{ {' '.join(options)} }};")
         lines += ["}", ""]
     return "\n".join(lines)
+
+
+
+def _static_protocol(name: str, family: str, prefixes: Iterable[str]) -> list[str]:
+    """A static protocol holding a blackhole route for each prefix of the family: what BIRD
+    announces of its own."""
+    routes = [f"  route {p} blackhole;" for p in prefixes if family_of(p) == family]
+    return [f"protocol static {name} {{", f"  {family};", *routes, "}"]
+
+
+# ---- the test harness's configs
+
+
+def _export_actions(route: Route) -> list[str]:
+    actions = []
+    if route.med is not None:
+        actions.append(f"bgp_med = {route.med};")
+    if route.local_pref is not None:
+        actions.append(f"bgp_local_pref = {route.local_pref};")
+    actions += [f"bgp_community.add(({c.replace(':', ',')}));" for c in route.communities]
+    actions += [f"bgp_large_community.add(({c.replace(':', ',')}));" for c in route.large_communities]
+    actions += [f"bgp_path.prepend({asn});" for asn in reversed(route.as_path)]
+    if route.next_hop is not None:
+        actions.append(f"bgp_next_hop = {route.next_hop};")
+    return actions
+
+
+def render_peers(log: Path, router_id: str, asn: int, listen_port: int, protocols: Mapping[str, Neighbor],
+                 routes: Iterable[Route]) -> str:
+    """A harness BIRD: a BGP protocol per neighbour (by protocol name), the routes as blackhole
+    statics whose BGP attributes each session's export filter sets (BIRD strips a MED on eBGP
+    unless the export filter set it); `next_hop` holds only where it is a valid third-party next
+    hop for the session (on the shared subnet), else BIRD sends its own address."""
+    routes = list(routes)
+    lines = [f"log {_string(str(log))} all;", f"router id {router_id};", "protocol device {}"]
+    for family in router.FAMILIES:
+        lines += _static_protocol(f"bl_static_{family}", family, [r.prefix for r in routes])
+    lines.append("filter bl_export {")
+    for route in routes:
+        actions = " ".join(_export_actions(route))
+        lines.append(f"  if source = RTS_STATIC && net = {route.prefix} then {{ {actions} }}")
+    lines += ["  accept;", "}"]
+    local = f"local as {asn}" if listen_port == 179 else f"local port {listen_port} as {asn}"
+    for name, n in protocols.items():
+        lines += [f"protocol bgp {name} {{", f"  {local};",
+                  f"  neighbor {n.address} port {n.port} as {n.asn};",
+                  f"  hold time {n.hold_time}; keepalive time {n.keepalive};", _FAST_RETRIES,
+                  "  graceful restart off; long lived graceful restart off;"]
+        if n.passive:
+            lines.append("  passive on;")
+        if n.md5:
+            lines.append(f"  password {_string(n.md5)};")
+        if n.ttl_security:
+            lines.append("  ttl security on;")
+        lines += [f"  {f} {{ import all; export filter bl_export; }};" for f in n.families]
+        lines.append("}")
+    return "\n".join([*lines, ""])
+
+
+register(Kind(KIND, BirdNode, start_rank=0, router=True))

@@ -19,27 +19,34 @@ received and sent) to `messages.jsonl`, which `sessions()` and `routes()` replay
 ExaBGP reports only "connected" (shown as opensent), "up" (established) and "down" (idle),
 never connect/active. It retries a failed connection with its own backoff (1 s, growing to
 60 s); there is no setting for it. The keepalive is always a third of the hold time.
+
+The test harness's ExaBGP (`bgplab.testing.exabgp`) runs a config of `render_peers`, from its
+`Neighbor`/`Route` model, with an API helper that also forwards run-time commands to ExaBGP;
+its message log is read with the same `MessageLog`.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bgplab import programs
 from bgplab.lab import system
-from bgplab.lab.kinds import ConfigCheckError
-from bgplab.lab.kinds.router import RouterNode
+from bgplab.lab.kinds import ConfigCheckError, Kind, register
+from bgplab.lab.kinds.router import Neighbor, Route, RouterNode, address_key, canonical_address, check_family
 from bgplab.lab.plan import LabPlan, Node
 from bgplab.lab.runtime import Runtime
 
+KIND = "exabgp"
 API_PROCESS = "bgplab-api"
 _STATES = {"connected": "opensent", "up": "established", "down": "idle"}
 _HELPER = """\
@@ -49,6 +56,24 @@ with open(sys.argv[1], "a") as out:
         out.write(line)
         out.flush()
 """
+_COMMANDS_HELPER = """\
+import os, sys, threading
+fifo, received, ready = sys.argv[1:4]
+def record():
+    with open(received, "a") as out:
+        for line in sys.stdin:
+            out.write(line)
+            out.flush()
+    os._exit(0)
+threading.Thread(target=record, daemon=True).start()
+commands = os.fdopen(os.open(fifo, os.O_RDWR))  # read-write: never sees EOF between writers
+open(ready, "w").close()
+for line in commands:
+    sys.stdout.write(line)
+    sys.stdout.flush()
+"""
+"""The harness's API helper: it records every JSON message ExaBGP sends it, and forwards the
+commands written to a FIFO to ExaBGP. It exits with ExaBGP (its stdin closes)."""
 _ENV = """\
 [exabgp.daemon]
 user = 'root'
@@ -66,7 +91,18 @@ bind = ''
 [exabgp.log]
 destination = 'stdout'
 """
+"""Root without dropping privileges, in the foreground, no CLI pipes, no global listening socket
+(a system ExaBGP or another node is never touched), logs to stdout."""
 _NEIGHBOR = re.compile(r"^\s*neighbor\s+(\S+)\s*\{")
+
+
+def command(workdir: Path, config: Path) -> list[str]:
+    """ExaBGP on a config, with the environment `write_env` left in workdir."""
+    return [programs.program("exabgp"), "--env-file", str(workdir / "exabgp.env"), "server", str(config)]
+
+
+def write_env(workdir: Path) -> None:
+    (workdir / "exabgp.env").write_text(_ENV)
 
 
 def check_config(path: Path, shown: Path | None = None) -> None:
@@ -124,7 +160,7 @@ class ExabgpNode(RouterNode):
     def __init__(self, plan: LabPlan, node: Node, runtime: Runtime, workdir: Path) -> None:
         super().__init__(plan, node, runtime, workdir)
         self.messages = workdir / "messages.jsonl"
-        self._feed = _Feed()
+        self._feed = MessageLog(self.messages)
 
     # ---- config
 
@@ -132,14 +168,12 @@ class ExabgpNode(RouterNode):
         """The node's intent, with the local address of each neighbour that has none filled in from
         the plan (ExaBGP listens on it): the node's address on the neighbour's subnet."""
         intent: dict[str, Any] = json.loads(json.dumps(dict(self.node.spec.get("intent", {}))))
-        mine = [ipaddress.ip_interface(cidr) for key in self.node.namespaces
-                for _, cidr in self.plan.namespaces[key].addresses]
+        mine = [cidr for key in self.node.namespaces for _, cidr in self.plan.namespaces[key].addresses]
         for n in intent.get("neighbors", []):
             if not n.get("local_address"):
-                peer = ipaddress.ip_address(n["address"])
-                on_link = [i.ip for i in mine if i.version == peer.version and peer in i.network and i.ip != peer]
-                if on_link:
-                    n["local_address"] = str(on_link[0])
+                local = address_facing(n["address"], mine)
+                if local:
+                    n["local_address"] = local
         return intent
 
     def render(self, intent: dict[str, Any]) -> str:
@@ -151,7 +185,7 @@ class ExabgpNode(RouterNode):
         api = ("  api {name} {{ processes [ " + API_PROCESS + " ]; neighbor-changes; "
                "receive {{ parsed; update; }} send {{ parsed; update; }} }}")  # a name per block: names are global
         lines = ["# bgplab's API process: it records what ExaBGP tells it, for `bgplab status` and `routes`",
-                 f"process {API_PROCESS} {{", f"  run {run};", "  encoder json;", "}", ""]
+                 *_process(API_PROCESS, run), ""]
         depth = 0
         blocks = 0
         for line in text.splitlines():
@@ -174,35 +208,17 @@ class ExabgpNode(RouterNode):
         node_conf.write_text(self.config_text())
         check_config(node_conf)
         (d / "helper.py").write_text(_HELPER)
-        (d / "exabgp.env").write_text(_ENV)
+        write_env(d)
         config = d / "exabgp.conf"
         config.write_text(self.with_api(node_conf.read_text()))
         check_config(config)
-        args = [programs.program("exabgp"), "--env-file", str(d / "exabgp.env"), "server", str(config)]
         with open(self.log, "wb") as out:
-            proc = self.runtime.popen(self.key, args, node=self.node.name, what="exabgp", stdout=out,
+            proc = self.runtime.popen(self.key, command(d, config), node=self.node.name, what="exabgp", stdout=out,
                                       stderr=subprocess.STDOUT, cwd=d)
         (d / "exabgp.pid").write_text(f"{proc.pid}\n")  # `ip netns exec` execs exabgp: the same pid
         self.wait_started(proc, self.messages.exists, "ExaBGP")  # the helper opens it once the config is read
 
     # ---- queries
-
-    def _read(self) -> _Feed:
-        feed = self._feed
-        if not self.messages.exists():
-            return feed
-        with open(self.messages, "rb") as f:
-            f.seek(feed.offset)
-            data = f.read()
-        complete = data[: data.rfind(b"\n") + 1]
-        feed.offset += len(complete)
-        for line in complete.decode(errors="replace").splitlines():
-            if line.startswith("{"):
-                try:
-                    apply_message(feed, json.loads(line))
-                except (ValueError, KeyError, TypeError):
-                    continue
-        return feed
 
     def _answering(self) -> None:
         """The message log outlives ExaBGP: once ExaBGP is gone (killed, crashed), what it last said
@@ -213,11 +229,11 @@ class ExabgpNode(RouterNode):
 
     def sessions(self) -> list[dict[str, Any]]:
         self._answering()
-        feed = self._read()
+        feed = self._feed.read()
         configured = configured_neighbors(
             (self.workdir / "node.conf").read_text() if (self.workdir / "node.conf").exists() else "")
         rows = []
-        for address in sorted(set(configured) | set(feed.states), key=_address_key):
+        for address in sorted(set(configured) | set(feed.states), key=address_key):
             local_as, remote_as = feed.asns.get(address) or configured.get(address, (None, None))
             state = feed.states.get(address, "idle")
             since = feed.since.get(address)
@@ -243,25 +259,24 @@ class ExabgpNode(RouterNode):
         """Received routes, and the node's own (what it sent, once per prefix, as `local`). ExaBGP has
         no decision process: `best` is ours, an own route first, else the shortest AS path, then the
         lowest neighbour address."""
-        if family not in ("ipv4", "ipv6"):
-            raise ValueError(f"family {family!r}: expected ipv4 or ipv6")
+        check_family(family)
         version = 4 if family == "ipv4" else 6
         self._answering()
-        feed = self._read()
+        feed = self._feed.read()
         rows: list[dict[str, Any]] = []
         own: dict[str, dict[str, Any]] = {}
-        for address in sorted(feed.sent, key=_address_key):
+        for address in sorted(feed.sent, key=address_key):
             for prefix, route in feed.sent[address].items():
                 own.setdefault(prefix, {**route, "next_hop": "", "path": "", "source": "local"})
         rows += own.values()
-        for address in sorted(feed.received, key=_address_key):
+        for address in sorted(feed.received, key=address_key):
             local_as, remote_as = feed.asns.get(address, (None, None))
             ibgp = local_as is not None and local_as == remote_as
             rows += [{**route, "local_pref": route["local_pref"] if ibgp else None}
                      for route in feed.received[address].values()]
         rows = [r for r in rows if ipaddress.ip_network(r["network"]).version == version]
         rows.sort(key=lambda r: (ipaddress.ip_network(r["network"]), r["source"] != "local",
-                                 len(r["path"].split()), _address_key(r["source"]) if r["source"] != "local"
+                                 len(r["path"].split()), address_key(r["source"]) if r["source"] != "local"
                                  else (0, 0)))
         seen: set[str] = set()
         for row in rows:
@@ -274,10 +289,37 @@ class ExabgpNode(RouterNode):
 # ---- ExaBGP's JSON messages
 
 
+class MessageLog:
+    """The API helper's log of ExaBGP's messages, read incrementally: what ExaBGP said so far."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.feed = _Feed()
+
+    def read(self) -> _Feed:
+        """The feed, with the messages logged since the last read applied (a line not yet complete
+        waits for the next); a message that is not ExaBGP's JSON is skipped."""
+        feed = self.feed
+        if not self.path.exists():
+            return feed
+        with open(self.path, "rb") as f:
+            f.seek(feed.offset)
+            data = f.read()
+        complete = data[: data.rfind(b"\n") + 1]
+        feed.offset += len(complete)
+        for line in complete.decode(errors="replace").splitlines():
+            if line.startswith("{"):
+                try:
+                    apply_message(feed, json.loads(line))
+                except (ValueError, KeyError, TypeError):
+                    continue
+        return feed
+
+
 def apply_message(feed: _Feed, msg: dict[str, Any]) -> None:
     """One message of the API feed: a neighbour state change, or an update received or sent."""
     neighbor = msg.get("neighbor", {})
-    peer = str(ipaddress.ip_address(neighbor.get("address", {}).get("peer", "0.0.0.0")))
+    peer = canonical_address(neighbor.get("address", {}).get("peer", "0.0.0.0"))
     asn = neighbor.get("asn", {})
     if asn:
         feed.asns[peer] = (asn.get("local"), asn.get("peer"))
@@ -356,11 +398,6 @@ def configured_neighbors(text: str) -> dict[str, tuple[int | None, int | None]]:
     return found
 
 
-def _address_key(address: str) -> tuple[int, int]:
-    ip = ipaddress.ip_address(address)
-    return ip.version, int(ip)
-
-
 # ---- generated configs
 
 
@@ -405,12 +442,83 @@ def render_intent(name: str, intent: dict[str, Any], profile: str) -> str:
             raise ConfigCheckError(f"{name}: ExaBGP announces with next-hop self, which needs its own address toward "
                                    f"{n['address']}, and none is known (the neighbour is on none of {name}'s subnets)")
         if routes:
-            lines.append("  static {")
-            for prefix in routes:
-                route = f"    route {prefix} next-hop self origin igp"
-                if path:
-                    route += f" as-path [ {' '.join(map(str, path))} ]"
-                lines.append(route + ";")
-            lines.append("  }")
+            lines += ["  static {", *(f"    {route_spec(prefix, as_path=path)};" for prefix in routes), "  }"]
         lines += ["}", ""]
     return "\n".join(lines)
+
+
+
+def _process(name: str, run: str) -> list[str]:
+    return [f"process {name} {{", f"  run {run};", "  encoder json;", "}"]
+
+
+def address_facing(peer: str, interfaces: Iterable[str]) -> str | None:
+    """The node's own address on the subnet of a neighbour, of its interface addresses (CIDRs):
+    where ExaBGP listens for it, and the next hop it announces with."""
+    address = ipaddress.ip_address(peer)
+    for cidr in interfaces:
+        iface = ipaddress.ip_interface(cidr)
+        if iface.version == address.version and address in iface.network and iface.ip != address:
+            return str(iface.ip)
+    return None
+
+
+def route_spec(prefix: str, *, next_hop: str | None = None, as_path: Iterable[int] = (), med: int | None = None,
+               local_pref: int | None = None, communities: Iterable[str] = (),
+               large_communities: Iterable[str] = ()) -> str:
+    """One route as ExaBGP's static routes and API commands write it (origin IGP; next hop self
+    unless given); ExaBGP sends the AS path as written."""
+    parts = [f"route {prefix}", f"next-hop {next_hop or 'self'}", "origin igp"]
+    if path := " ".join(map(str, as_path)):
+        parts.append(f"as-path [ {path} ]")
+    if med is not None:
+        parts.append(f"med {med}")
+    if local_pref is not None:
+        parts.append(f"local-preference {local_pref}")
+    if values := " ".join(communities):
+        parts.append(f"community [ {values} ]")
+    if values := " ".join(large_communities):
+        parts.append(f"large-community [ {values} ]")
+    return " ".join(parts)
+
+
+# ---- the test harness's configs
+
+
+def write_api_helper(workdir: Path) -> None:
+    """The harness's API helper in workdir, and the FIFO it forwards commands from."""
+    (workdir / "helper.py").write_text(_COMMANDS_HELPER)
+    os.mkfifo(workdir / "commands.fifo")
+
+
+def harness_route_spec(route: Route, asn: int, neighbor: Neighbor) -> str:
+    """A harness route toward one neighbour: the daemon's ASN prepended on eBGP, as a router would."""
+    as_path = route.as_path if neighbor.asn == asn else (asn, *route.as_path)
+    return route_spec(route.prefix, next_hop=route.next_hop, as_path=as_path, med=route.med,
+                      local_pref=route.local_pref, communities=route.communities,
+                      large_communities=route.large_communities)
+
+
+def render_peers(workdir: Path, router_id: str, asn: int, listen_port: int, neighbors: Iterable[tuple[Neighbor, str]],
+                 routes: Iterable[Route]) -> str:
+    """A harness ExaBGP: the API helper of `write_api_helper`, and a block per (neighbour, local
+    address) announcing the routes of its families."""
+    d = workdir
+    routes = list(routes)
+    lines = _process("bl_api", f"{sys.executable} {d / 'helper.py'} {d / 'commands.fifo'} "
+                               f"{d / 'received.jsonl'} {d / 'ready'}")
+    for n, local in neighbors:
+        lines += [f"neighbor {n.address} {{", f"  router-id {router_id};",
+                  f"  local-address {local};", f"  local-as {asn};", f"  peer-as {n.asn};",
+                  f"  hold-time {n.hold_time};", f"  listen {listen_port};",
+                  f"  connect {n.port};", f"  passive {'true' if n.passive else 'false'};"]
+        if n.md5:
+            lines.append(f"  md5-password {_string(n.md5)};")
+        lines.append(f"  family {{ {' '.join(f + ' unicast;' for f in n.families)} }}")
+        lines += ["  api { processes [ bl_api ]; neighbor-changes; receive { parsed; update; } }", "  static {"]
+        lines += [f"    {harness_route_spec(r, asn, n)};" for r in routes if r.family in n.families]
+        lines += ["  }", "}"]
+    return "\n".join([*lines, ""])
+
+
+register(Kind(KIND, ExabgpNode, start_rank=0, router=True))

@@ -5,28 +5,60 @@ pid files, vty sockets, zserv socket, logs), so any number of nodes, and a syste
 by side. The daemons start with empty configs and the node's integrated config (the user's own
 file, checked first with `vtysh --dryrun`, or one generated from the topology's intent) is then
 applied through vtysh, which sends each line to the daemon that owns it, as `frr-reload` would.
+
+The test harness's FRR (`bgplab.testing.frr`) is bgpd alone, or with zebra and bfdd, from a
+`Neighbor`/`Route` model: `render_bgpd` and `render_bfdd` write it, `Originated` keeps the
+route-maps and next-hop entries of its routes so run-time changes edit only what they must.
 """
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 import re
 import shutil
+import socket
 import subprocess
 import time
+from collections.abc import Iterable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from bgplab.lab import system
-from bgplab.lab.kinds import ConfigCheckError
-from bgplab.lab.kinds.router import RouterNode
+from bgplab.lab.kinds import ConfigCheckError, Kind, register
+from bgplab.lab.kinds.router import (
+    FAMILIES,
+    MSEE_BFD,
+    STATES,
+    Neighbor,
+    Route,
+    RouterNode,
+    canonical_address,
+    check_family,
+    family_of,
+    valid_bfd_timers,
+)
 
+KIND = "frr"
 LIBDIR = Path("/usr/lib/frr")
 DAEMONS = ("zebra", "bgpd", "staticd", "bfdd")
-MSEE_BFD = (300, 300, 3)
-_STATES = {"established": "established", "idle": "idle", "connect": "connect", "active": "active",
-           "opensent": "opensent", "openconfirm": "openconfirm"}
+BFD_PEER_STATES = {"up": "up", "down": "down", "init": "init", "shutdown": "admindown"}
+"""bfdd's `show bfd peers json` status: the RFC 5880 state names bgplab uses."""
+WELL_KNOWN_COMMUNITIES = {
+    "internet": "0:0", "graceful-shutdown": "65535:0", "accept-own": "65535:1",
+    "route-filter-translated-v4": "65535:2", "route-filter-v4": "65535:3",
+    "route-filter-translated-v6": "65535:4", "route-filter-v6": "65535:5",
+    "llgr-stale": "65535:6", "no-llgr": "65535:7", "accept-own-nexthop": "65535:8",
+    "blackhole": "65535:666", "no-export": "65535:65281", "no-advertise": "65535:65282",
+    "local-AS": "65535:65283", "no-peer": "65535:65284",
+}
+"""The names FRR shows well-known communities by, as "ASN:VALUE"."""
+_BGP_DEFAULTS = [" no bgp ebgp-requires-policy", " no bgp default ipv4-unicast", " bgp log-neighbor-changes",
+                 " no bgp network import-check"]
+"""Every generated `router bgp`: no policy needed on eBGP, families activated one by one, and
+`network` statements announced whether or not a route to them exists."""
 
 
 def check_config(path: Path) -> None:
@@ -85,13 +117,7 @@ class FrrNode(RouterNode):
     def _start_daemon(self, daemon: str) -> None:
         d = self.workdir
         (d / f"{daemon}.vty").unlink(missing_ok=True)
-        args = [str(LIBDIR / daemon), "-f", str(d / f"{daemon}.conf"), "-i", str(d / f"{daemon}.pid"),
-                "--vty_socket", str(d), "-z", str(d / "zserv.api"), "-P", "0",
-                "--log", f"file:{d / daemon}.log", "--log-level", "info"]
-        if daemon == "bgpd":
-            args += ["-p", "179"]
-        if daemon == "bfdd":
-            args += ["--bfdctl", str(d / "bfdd.sock")]
+        args = daemon_args(d, daemon, *(["-p", "179"] if daemon == "bgpd" else []))
         with open(d / f"{daemon}.out", "ab") as out:
             proc = self.runtime.popen(self.key, args, node=self.node.name, what=daemon, stdout=out,
                                       stderr=subprocess.STDOUT)
@@ -102,7 +128,7 @@ class FrrNode(RouterNode):
         # Line by line in one vtysh session, not `vtysh -f`: a file load is a "configuration
         # transaction" during which bgpd holds every peer back, then waits seconds more.
         lines = bgp_last((self.workdir / "frr.conf").read_text())
-        loaded = self.vtysh_raw([a for line in ["configure terminal", *lines] for a in ("-c", line)])
+        loaded = self.vtysh_raw("configure terminal", *lines)
         if loaded.returncode != 0:
             raise ConfigCheckError(f"{self.node.name}: FRR refused its config while loading it: "
                                    f"{(loaded.stdout + loaded.stderr).strip()[-1500:]}")
@@ -127,7 +153,7 @@ class FrrNode(RouterNode):
         wanted = {"bgp", "static", "bfd"}
         deadline = time.monotonic() + self.start_timeout
         while True:
-            out = self.vtysh_raw(["-c", "show zebra client summary"]).stdout
+            out = self.vtysh_raw("show zebra client summary").stdout
             if wanted <= {line.split()[0] for line in out.splitlines() if line.strip()}:
                 return
             if time.monotonic() > deadline:
@@ -162,12 +188,11 @@ class FrrNode(RouterNode):
 
     # ---- queries
 
-    def vtysh_raw(self, args: list[str]) -> subprocess.CompletedProcess[str]:
-        return self.runtime.exec(self.key, ["vtysh", "--vty_socket", str(self.workdir), *args], check=False)
+    def vtysh_raw(self, *commands: str) -> subprocess.CompletedProcess[str]:
+        return self.runtime.exec(self.key, vtysh_args(self.workdir, commands), check=False)
 
     def vtysh(self, *commands: str) -> str:
-        args = [a for c in commands for a in ("-c", c)]
-        proc = self.vtysh_raw(args)
+        proc = self.vtysh_raw(*commands)
         if proc.returncode != 0:
             raise RuntimeError(f"{self.node.name}: vtysh {' / '.join(commands)}: {(proc.stdout + proc.stderr).strip()}")
         return proc.stdout
@@ -177,54 +202,120 @@ class FrrNode(RouterNode):
         return json.loads(text) if text.strip() else {}
 
     def sessions(self) -> list[dict[str, Any]]:
-        rows = []
-        for address, info in sorted(self._json("show bgp neighbors json").items()):
-            families = info.get("addressFamilyInfo", {}).values()
-            up_ms = info.get("bgpTimerUpMsec")
-            state = str(info.get("bgpState", "idle")).lower()
-            bfd = info.get("peerBfdInfo", {}).get("status")
-            rows.append({
-                "node": self.node.name,
-                "peering": None,
-                "neighbor": address,
-                "role": "ibgp" if info.get("remoteAs") == info.get("localAs") else "ebgp",
-                "local_as": info.get("localAs"),
-                "remote_as": info.get("remoteAs"),
-                "state": _STATES.get(state, "idle"),
-                "uptime": round(up_ms / 1000, 3) if state == "established" and up_ms is not None else None,
-                "received": sum(int(f.get("acceptedPrefixCounter", 0)) for f in families),
-                "accepted": sum(int(f.get("acceptedPrefixCounter", 0)) for f in families),
-                "advertised": sum(int(f.get("sentPrefixCounter", 0)) for f in families),
-                "bfd": str(bfd).lower() if bfd else None,
-                "flaps": int(info.get("connectionsDropped", 0)),
-            })
-        return rows
+        return [{"node": self.node.name, **session_row(address, info)}
+                for address, info in sorted(self._json("show bgp neighbors json").items())]
 
     def routes(self, family: str = "ipv4", **options: Any) -> list[dict[str, Any]]:
-        if family not in ("ipv4", "ipv6"):
-            raise ValueError(f"family {family!r}: expected ipv4 or ipv6")
+        check_family(family)
         data = self._json(f"show bgp {family} unicast json detail")
-        rows = []
-        for prefix, entries in sorted(data.get("routes", {}).items()):
-            for path in entries:
-                if "nexthops" not in path:
-                    continue
-                hops = [h["ip"] for h in path["nexthops"] if h.get("scope") != "link-local"]
-                segments = path.get("aspath", {}).get("segments", [])
-                rows.append({
-                    "network": prefix,
-                    "next_hop": hops[0] if hops else "",
-                    "path": " ".join(str(a) for seg in segments for a in seg["list"]),
-                    "origin": str(path.get("origin", "")).lower(),
-                    "med": path.get("metric"),
-                    "local_pref": path.get("locPrf"),
-                    "communities": path.get("community", {}).get("string", "").split(),
-                    "large_communities": path.get("largeCommunity", {}).get("list", []),
-                    "family": f"{family}-unicast",
-                    "source": path.get("peer", {}).get("peerId", "local"),
-                    "best": bool(path.get("bestpath", {}).get("overall")),
-                })
-        return rows
+        return [path_row(prefix, path, family) for prefix, entries in sorted(data.get("routes", {}).items())
+                for path in entries if "nexthops" in path]
+
+
+# ---- the daemons' command lines and CLI
+
+
+def daemon_args(workdir: Path, daemon: str, *options: str, zserv: bool = True, log: bool = True) -> list[str]:
+    """One FRR daemon of a private instance: its config, pid file and vty socket in workdir (no vty
+    TCP port), zebra's socket there too (unless `zserv` is off: bgpd alone, `-Z`), its log there
+    (unless `log` is off: bfdd logs through its config, where timestamp precision applies)."""
+    d = workdir
+    args = [str(LIBDIR / daemon), "-f", str(d / f"{daemon}.conf"), "-i", str(d / f"{daemon}.pid"),
+            "--vty_socket", str(d), "-P", "0"]
+    if zserv:
+        args += ["-z", str(d / "zserv.api")]
+    if log:
+        args += ["--log", f"file:{d / daemon}.log", "--log-level", "info"]
+    if daemon == "bfdd":
+        args += ["--bfdctl", str(d / "bfdd.sock")]
+    return [*args, *options]
+
+
+def vtysh_args(workdir: Path, commands: Iterable[str], daemon: str | None = None) -> list[str]:
+    """vtysh at a private instance, the commands in one session (configuration context carries
+    over), all daemons or just `daemon`."""
+    args = ["vtysh", "--vty_socket", str(workdir), *(["-d", daemon] if daemon else [])]
+    return args + [a for command in commands for a in ("-c", command)]
+
+
+def vty_query(workdir: Path, daemon: str, command: str, timeout: float = 10.0) -> str:
+    """One show command straight over the daemon's vty socket, as vtysh speaks to it (the
+    command NUL-terminated; the answer ends in three NULs and a status byte): no vtysh process
+    per question, which under a poll every few ms costs the daemon's host more than the answer."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(str(workdir / f"{daemon}.vty"))
+        sock.sendall(command.encode() + b"\0")
+        answer = bytearray()
+        while len(answer) < 4 or answer[-4:-1] != b"\0\0\0":
+            data = sock.recv(1 << 16)
+            if not data:
+                raise RuntimeError(f"{daemon} closed its vty before answering {command!r}")
+            answer += data
+    if answer[-1] != 0:
+        raise RuntimeError(f"{daemon} refused {command!r}: {answer[:-4].decode(errors='replace')}")
+    return answer[:-4].decode()
+
+
+# ---- parsing FRR's JSON and logs
+
+
+def session_row(address: str, info: dict[str, Any]) -> dict[str, Any]:
+    """One neighbour of `show bgp neighbors json` as a session (all but `node`)."""
+    families = info.get("addressFamilyInfo", {}).values()
+    up_ms = info.get("bgpTimerUpMsec")
+    state = str(info.get("bgpState", "idle")).lower()
+    bfd = info.get("peerBfdInfo", {}).get("status")
+    return {
+        "peering": None,
+        "neighbor": address,
+        "role": "ibgp" if info.get("remoteAs") == info.get("localAs") else "ebgp",
+        "local_as": info.get("localAs"),
+        "remote_as": info.get("remoteAs"),
+        "state": state if state in STATES else "idle",  # Clearing, Deleted: on their way to idle
+        "uptime": round(up_ms / 1000, 3) if state == "established" and up_ms is not None else None,
+        "received": sum(int(f.get("acceptedPrefixCounter", 0)) for f in families),
+        "accepted": sum(int(f.get("acceptedPrefixCounter", 0)) for f in families),
+        "advertised": sum(int(f.get("sentPrefixCounter", 0)) for f in families),
+        "bfd": str(bfd).lower() if bfd else None,
+        "flaps": int(info.get("connectionsDropped", 0)),
+    }
+
+
+def path_row(prefix: str, path: dict[str, Any], family: str) -> dict[str, Any]:
+    """One path of `show bgp FAMILY unicast json detail` as a route; communities as FRR names them."""
+    hops = [h["ip"] for h in path["nexthops"] if h.get("scope") != "link-local"]
+    segments = path.get("aspath", {}).get("segments", [])
+    return {
+        "network": prefix,
+        "next_hop": hops[0] if hops else "",
+        "path": " ".join(str(a) for seg in segments for a in seg["list"]),
+        "origin": str(path.get("origin", "")).lower(),
+        "med": path.get("metric"),
+        "local_pref": path.get("locPrf"),
+        "communities": path.get("community", {}).get("string", "").split(),
+        "large_communities": path.get("largeCommunity", {}).get("list", []),
+        "family": f"{family}-unicast",
+        "source": path.get("peer", {}).get("peerId", "local"),
+        "best": bool(path.get("bestpath", {}).get("overall")),
+    }
+
+
+def bfd_log_changes(log: str) -> list[tuple[float, str, str, str]]:
+    """bfdd's logged state changes: (UNIX time, peer, "old -> new", reason), in log order.
+
+    bfdd stamps its log with local wall-clock time to the microsecond (`log timestamp precision
+    6`, as `render_bfdd` writes it); measurements compare these with `time.time()` of the host.
+    """
+    pattern = re.compile(r"^(\d{4}/\d\d/\d\d \d\d:\d\d:\d\d\.\d+) BFD: .*state-change: "
+                         r"\[mhop:\S+ peer:(\S+) .*?\] (\S+ -> \S+)(?: reason:(\S+))?")
+    changes = []
+    for line in log.splitlines():
+        m = pattern.match(line)
+        if m:
+            stamp = datetime.strptime(m[1], "%Y/%m/%d %H:%M:%S.%f").timestamp()
+            changes.append((stamp, canonical_address(m[2]), m[3], m[4] or ""))
+    return changes
 
 
 def bgp_last(text: str) -> list[str]:
@@ -264,16 +355,11 @@ def render_intent(name: str, intent: dict[str, Any], profile: str) -> str:
     if any(n.get("bfd") for n in intent.get("neighbors", [])):
         timers = intent.get("bfd_timers")
         if timers is None:
-            tx, rx, mult = MSEE_BFD
-        elif (isinstance(timers, (list, tuple)) and len(timers) == 3
-              and all(isinstance(v, int) and not isinstance(v, bool) for v in timers)
-              and 10 <= timers[0] <= 60000 and 10 <= timers[1] <= 60000 and 2 <= timers[2] <= 255):
-            tx, rx, mult = timers
-        else:  # the ranges FRR's bfdd accepts
+            timers = MSEE_BFD
+        if not valid_bfd_timers(timers):
             raise ValueError(f"{name}: intent bfd_timers {timers!r}: expected [transmit ms, receive ms, "
                              "multiplier], intervals 10..60000, multiplier 2..255")
-        lines += ["bfd", " profile msee", f"  transmit-interval {tx}", f"  receive-interval {rx}",
-                  f"  detect-multiplier {mult}", " exit", "exit", "!"]
+        lines += ["bfd", *_bfd_profile("msee", timers), "exit", "!"]
     # One blackhole per announced prefix, except that a range (announce_range) gets one per
     # covering block: staticd takes ~30 ms a route, bgpd's `network` a fraction of a millisecond.
     covers = [str(c) for c in intent.get("announce_cover", [])]
@@ -288,8 +374,7 @@ def render_intent(name: str, intent: dict[str, Any], profile: str) -> str:
     lines += [f"router bgp {asn}"]
     if intent.get("router_id"):
         lines.append(f" bgp router-id {intent['router_id']}")
-    lines += [" no bgp ebgp-requires-policy", " no bgp default ipv4-unicast", " bgp log-neighbor-changes",
-              " no bgp network import-check"]
+    lines += _BGP_DEFAULTS
     fast = profile == "fast"
     for n in intent.get("neighbors", []):
         a = n["address"]
@@ -329,3 +414,119 @@ def _covered(prefix: str, covers: list[str]) -> bool:
 
 def _prepend_map(count: int) -> str:
     return f"PREPEND-{count}"
+
+
+
+def _bfd_profile(name: str, timers: tuple[int, int, int] | list[int]) -> list[str]:
+    tx, rx, mult = timers
+    return [f" profile {name}", f"  transmit-interval {tx}", f"  receive-interval {rx}",
+            f"  detect-multiplier {mult}", " exit"]
+
+
+# ---- the test harness's configs
+
+
+def bfd_profile(address: str) -> str:
+    """The bfdd profile of one neighbour's BFD session in a harness config."""
+    return "bl-" + re.sub(r"[^0-9A-Za-z]", "-", canonical_address(address))
+
+
+class Originated:
+    """A harness daemon's routes as FRR config. Each route is a `network` statement with a
+    route-map (MED, local-pref, communities, large communities, AS-path prepend) named after its
+    content, so routes alike share one and a change never edits a route-map in place (FRR would
+    apply that only after its route-map delay timer). A route's `next_hop` is set by the outbound
+    route-map BL-OUT of every session, one entry (and prefix-list) per next hop: without zebra,
+    bgpd cannot see that a third-party next hop is on the shared subnet and would otherwise
+    replace it with its own address on eBGP. Remembers the entries it made, so that run-time
+    changes add or remove only a prefix-list line."""
+
+    def __init__(self) -> None:
+        self._seqs: dict[tuple[str, str], int] = {}  # (family, next hop) -> BL-OUT entry
+        self._of: dict[str, int] = {}  # prefix -> BL-OUT entry whose prefix-list holds it
+
+    @staticmethod
+    def route_map(route: Route) -> tuple[str, list[str]]:
+        values = [("metric", route.med), ("local-preference", route.local_pref),
+                  ("community", " ".join(route.communities)), ("large-community", " ".join(route.large_communities)),
+                  ("as-path prepend", " ".join(map(str, route.as_path)))]
+        sets = [f" set {what} {value}" for what, value in values if value is not None and value != ""]
+        name = "BL-" + hashlib.sha1("".join(sets).encode()).hexdigest()[:12]
+        return name, [f"route-map {name} permit 10", *sets, "exit"]
+
+    def has_next_hop(self, prefix: str) -> bool:
+        return prefix in self._of
+
+    def set_next_hop(self, route: Route) -> list[str]:
+        """Config putting route in the prefix-list of its next hop's BL-OUT entry (made if new)."""
+        if route.next_hop is None:
+            return []
+        ip = "ip" if route.family == "ipv4" else "ipv6"
+        key = (route.family, route.next_hop)
+        lines = []
+        if key not in self._seqs:
+            seq = self._seqs[key] = len(self._seqs) + 1
+            set_nh = "ip next-hop" if ip == "ip" else "ipv6 next-hop global"
+            lines = [f"route-map BL-OUT permit {seq}", f" match {ip} address prefix-list BL-NH-{seq}",
+                     f" set {set_nh} {route.next_hop}", "exit"]
+        seq = self._of[route.prefix] = self._seqs[key]
+        return [f"{ip} prefix-list BL-NH-{seq} permit {route.prefix}", *lines]
+
+    def unset_next_hop(self, prefix: str) -> list[str]:
+        seq = self._of.pop(prefix, None)
+        if seq is None:
+            return []
+        ip = "ip" if family_of(prefix) == "ipv4" else "ipv6"
+        return [f"no {ip} prefix-list BL-NH-{seq} permit {prefix}"]
+
+    def render(self, hostname: str, asn: int, router_id: str, neighbors: list[Neighbor],
+               routes: Iterable[Route]) -> str:
+        """bgpd's whole config, starting the next-hop entries afresh."""
+        self._seqs.clear()
+        self._of.clear()
+        routes = list(routes)
+        lines = ["frr defaults traditional", f"hostname {hostname}", "!"]
+        route_maps: dict[str, list[str]] = {}
+        for route in routes:
+            name, block = self.route_map(route)
+            route_maps[name] = block
+            lines += self.set_next_hop(route)
+        for block in route_maps.values():
+            lines += block
+        lines += ["route-map BL-OUT permit 65535", "exit",
+                  f"router bgp {asn}", f" bgp router-id {router_id}", *_BGP_DEFAULTS, " bgp graceful-restart-disable"]
+        for n in neighbors:
+            a = n.address
+            lines += [f" neighbor {a} remote-as {n.asn}", f" neighbor {a} timers {n.keepalive} {n.hold_time}",
+                      f" neighbor {a} timers connect 1", f" neighbor {a} advertisement-interval 0"]
+            if n.port != 179:
+                lines.append(f" neighbor {a} port {n.port}")
+            if n.passive:
+                lines.append(f" neighbor {a} passive")
+            if n.md5:
+                lines.append(f" neighbor {a} password {n.md5}")
+            if n.ttl_security:
+                lines.append(f" neighbor {a} ttl-security hops 1")
+            if n.bfd is not None:
+                lines.append(f" neighbor {a} bfd profile {bfd_profile(a)}")
+        for family in FAMILIES:
+            lines.append(f" address-family {family} unicast")
+            for n in neighbors:
+                if family in n.families:
+                    lines += [f"  neighbor {n.address} activate", f"  neighbor {n.address} route-map BL-OUT out"]
+            lines += [f"  network {r.prefix} route-map {self.route_map(r)[0]}" for r in routes if r.family == family]
+            lines.append(" exit-address-family")
+        return "\n".join([*lines, "exit", ""])
+
+
+def render_bfdd(workdir: Path, neighbors: list[Neighbor]) -> str:
+    """bfdd's config beside a harness bgpd: a profile per neighbour with BFD, and its session
+    changes logged to the microsecond (for `bfd_log_changes`)."""
+    lines = ["log timestamp precision 6", f"log file {workdir / 'bfdd.log'} debugging", "debug bfd peer", "!", "bfd"]
+    for n in neighbors:
+        if n.bfd is not None:
+            lines += _bfd_profile(bfd_profile(n.address), n.bfd)
+    return "\n".join([*lines, "exit", ""])
+
+
+register(Kind(KIND, FrrNode, start_rank=0, router=True))

@@ -19,6 +19,10 @@ Timers: the `fast` profile asks for keepalive 3 / hold 9 and a connect retry of 
 5 s; and after an administrative `reset` it idles 30 s (this version does not take
 `idle-hold-time-after-reset` from the file). `flaps` counts established sessions that went down,
 from gobgpd's log; GoBGP's own `flops` counts only sessions that lasted under 30 s.
+
+The test harness's GoBGP (`bgplab.testing.gobgp`) runs a config of `render_peers`, from its
+`Neighbor`/`Route` model, adds its routes with `rib_add_args` as a node adds its announced
+prefixes, and reads it with the same parsers.
 """
 
 from __future__ import annotations
@@ -28,16 +32,18 @@ import json
 import re
 import subprocess
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from bgplab.lab import system
-from bgplab.lab.kinds import ConfigCheckError
-from bgplab.lab.kinds.router import RouterNode
+from bgplab.lab.kinds import ConfigCheckError, Kind, register
+from bgplab.lab.kinds.router import STATES, Neighbor, RouterNode, address_key, check_family, family_of
 from bgplab.lab.plan import LabPlan, Node
 from bgplab.lab.runtime import Runtime
 
-_STATES = dict(enumerate(("idle", "connect", "active", "opensent", "openconfirm", "established"), start=1))
+KIND = "gobgp"
+_STATES = dict(enumerate(STATES, start=1))
 """The API's SessionState enum (0 is UNKNOWN)."""
 _ORIGINS = {0: "igp", 1: "egp", 2: "incomplete"}
 _CONFIG_TYPES = {".yaml": "yaml", ".yml": "yaml", ".json": "json"}
@@ -109,8 +115,7 @@ class GobgpNode(RouterNode):
         self.wait_started(proc, lambda: self.socket.exists() and '"asn"' in self.gobgp_raw("-j", "global").stdout,
                           "gobgpd")
         for prefix in self.node.spec.get("intent", {}).get("announce", []):
-            family = f"ipv{ipaddress.ip_network(prefix).version}"
-            self.gobgp("global", "rib", "add", prefix, "origin", "igp", "-a", family)
+            self.gobgp(*rib_add_args(prefix))
 
     # ---- queries
 
@@ -133,57 +138,98 @@ class GobgpNode(RouterNode):
         rows = []
         for listed in self._json("neighbor") or []:
             address = listed.get("conf", {}).get("neighbor_address") or listed["state"]["neighbor_address"]
-            peer = self._json("neighbor", address) or listed  # one neighbour at a time: with its advertised count
-            if isinstance(peer, list):
-                peer = peer[0] if peer else listed
-            conf, state = peer.get("conf", {}), peer.get("state", {})
-            families = peer.get("afi_safis") or []
-            session = _STATES.get(int(state.get("session_state", 0)), "idle")
-            local_as, remote_as = conf.get("local_asn") or state.get("local_asn"), conf.get("peer_asn")
-            uptime = peer.get("timers", {}).get("state", {}).get("uptime")
-            rows.append({
-                "node": self.node.name,
-                "peering": None,
-                "neighbor": str(ipaddress.ip_address(address)),
-                "role": "ibgp" if local_as == remote_as else "ebgp",
-                "local_as": local_as,
-                "remote_as": remote_as,
-                "state": session,
-                "uptime": _uptime(uptime) if session == "established" else None,
-                "received": sum(int(f.get("state", {}).get("received", 0)) for f in families),
-                "accepted": sum(int(f.get("state", {}).get("accepted", 0)) for f in families),
-                "advertised": sum(int(f.get("state", {}).get("advertised", 0)) for f in families),
-                "bfd": None,  # GoBGP has no BFD
-                "flaps": flaps.get(str(ipaddress.ip_address(address)), 0),
-            })
-        return sorted(rows, key=lambda r: _address_key(r["neighbor"]))
+            peer = one_neighbor(self._json("neighbor", address)) or listed  # one at a time: with its advertised count
+            row = session_row(address, peer)
+            rows.append({"node": self.node.name, **row, "flaps": flaps.get(row["neighbor"], 0)})
+        return sorted(rows, key=lambda r: address_key(r["neighbor"]))
 
     def routes(self, family: str = "ipv4", **options: Any) -> list[dict[str, Any]]:
-        if family not in ("ipv4", "ipv6"):
-            raise ValueError(f"family {family!r}: expected ipv4 or ipv6")
+        check_family(family)
         ibgp = {r["neighbor"] for r in self.sessions() if r["role"] == "ibgp"}
-        rows = []
-        for prefix, paths in (self._json("global", "rib", "-a", family) or {}).items():
-            for path in paths:
-                attrs = {a["type"]: a for a in path.get("attrs", [])}
-                source = path.get("neighbor-ip") or ""
-                local = source in ("", "<nil>") or ipaddress.ip_address(source).is_unspecified
-                hop = attrs.get(3, {}).get("nexthop") or attrs.get(14, {}).get("nexthop") or ""
-                rows.append({
-                    "network": str(ipaddress.ip_network(prefix)),
-                    "next_hop": "" if local or ipaddress.ip_address(hop or "0.0.0.0").is_unspecified else hop,
-                    "path": " ".join(str(a) for seg in attrs.get(2, {}).get("as_paths", []) for a in seg["asns"]),
-                    "origin": _ORIGINS.get(int(attrs.get(1, {}).get("value", 0)), "incomplete"),
-                    "med": attrs[4]["metric"] if 4 in attrs else None,
-                    "local_pref": attrs[5]["value"] if 5 in attrs and source in ibgp else None,
-                    "communities": [f"{c >> 16}:{c & 0xFFFF}" for c in attrs.get(8, {}).get("communities", [])],
-                    "large_communities": [f"{c['ASN']}:{c['LocalData1']}:{c['LocalData2']}"
-                                          for c in attrs.get(32, {}).get("value", [])],
-                    "family": f"{family}-unicast",
-                    "source": "local" if local else str(ipaddress.ip_address(source)),
-                    "best": bool(path.get("best")),
-                })
+        rows = route_rows(self._json("global", "rib", "-a", family) or {}, family, ibgp)
         return sorted(rows, key=lambda r: (ipaddress.ip_network(r["network"]), not r["best"]))
+
+
+# ---- the CLI's JSON
+
+
+def one_neighbor(data: Any) -> Any:
+    """`gobgp -j neighbor ADDRESS`: one neighbour, which some versions wrap in a list."""
+    if isinstance(data, list):
+        return data[0] if data else None
+    return data
+
+
+def session_row(address: str, peer: dict[str, Any]) -> dict[str, Any]:
+    """One neighbour of `gobgp -j neighbor [ADDRESS]` as a session (all but `node`; `flaps` 0:
+    they are in the log)."""
+    conf, state = peer.get("conf", {}), peer.get("state", {})
+    families = peer.get("afi_safis") or []
+    session = _STATES.get(int(state.get("session_state", 0)), "idle")
+    local_as, remote_as = conf.get("local_asn") or state.get("local_asn"), conf.get("peer_asn")
+    uptime = peer.get("timers", {}).get("state", {}).get("uptime")
+    return {
+        "peering": None,
+        "neighbor": str(ipaddress.ip_address(address)),
+        "role": "ibgp" if local_as == remote_as else "ebgp",
+        "local_as": local_as,
+        "remote_as": remote_as,
+        "state": session,
+        "uptime": _uptime(uptime) if session == "established" else None,
+        "received": sum(int(f.get("state", {}).get("received", 0)) for f in families),
+        "accepted": sum(int(f.get("state", {}).get("accepted", 0)) for f in families),
+        "advertised": sum(int(f.get("state", {}).get("advertised", 0)) for f in families),
+        "bfd": None,  # GoBGP has no BFD
+        "flaps": 0,
+    }
+
+
+def route_rows(rib: dict[str, Any], family: str, ibgp: Iterable[str]) -> list[dict[str, Any]]:
+    """`gobgp -j global rib -a FAMILY` as routes; `ibgp` are the neighbours whose LOCAL_PREF counts."""
+    ibgp = set(ibgp)
+    rows = []
+    for prefix, paths in rib.items():
+        for path in paths:
+            attrs = {a["type"]: a for a in path.get("attrs", [])}
+            source = path.get("neighbor-ip") or ""
+            local = source in ("", "<nil>") or ipaddress.ip_address(source).is_unspecified
+            hop = attrs.get(3, {}).get("nexthop") or attrs.get(14, {}).get("nexthop") or ""
+            rows.append({
+                "network": str(ipaddress.ip_network(prefix)),
+                "next_hop": "" if local or ipaddress.ip_address(hop or "0.0.0.0").is_unspecified else hop,
+                "path": " ".join(str(a) for seg in attrs.get(2, {}).get("as_paths", []) for a in seg["asns"]),
+                "origin": _ORIGINS.get(int(attrs.get(1, {}).get("value", 0)), "incomplete"),
+                "med": attrs[4]["metric"] if 4 in attrs else None,
+                "local_pref": attrs[5]["value"] if 5 in attrs and source in ibgp else None,
+                "communities": [f"{c >> 16}:{c & 0xFFFF}" for c in attrs.get(8, {}).get("communities", [])],
+                "large_communities": [f"{c['ASN']}:{c['LocalData1']}:{c['LocalData2']}"
+                                      for c in attrs.get(32, {}).get("value", [])],
+                "family": f"{family}-unicast",
+                "source": "local" if local else str(ipaddress.ip_address(source)),
+                "best": bool(path.get("best")),
+            })
+    return rows
+
+
+def rib_add_args(prefix: str, *, next_hop: str | None = None, as_path: Iterable[int] = (), med: int | None = None,
+                 local_pref: int | None = None, communities: Iterable[str] = (),
+                 large_communities: Iterable[str] = ()) -> list[str]:
+    """The `gobgp` arguments originating a route in the global RIB (origin IGP), with the
+    attributes given: GoBGP configs hold no routes."""
+    args = ["global", "rib", "add", prefix, "origin", "igp"]
+    if next_hop is not None:
+        args += ["nexthop", next_hop]
+    if path := ",".join(map(str, as_path)):
+        args += ["aspath", path]
+    if med is not None:
+        args += ["med", str(med)]
+    if local_pref is not None:
+        args += ["local-pref", str(local_pref)]
+    if communities := ",".join(communities):
+        args += ["community", communities]
+    if large := ",".join(large_communities):
+        args += ["large-community", large]
+    return [*args, "-a", family_of(prefix)]
 
 
 def count_flaps(log: str) -> dict[str, int]:
@@ -207,11 +253,6 @@ def _uptime(value: Any) -> float | None:
     return round(max(0.0, time.time() - float(value)), 3)
 
 
-def _address_key(address: str) -> tuple[int, int]:
-    ip = ipaddress.ip_address(address)
-    return ip.version, int(ip)
-
-
 # ---- generated configs
 
 
@@ -220,7 +261,7 @@ def render_intent(name: str, intent: dict[str, Any], profile: str) -> str:
     and any user neighbours, with next-hop-self toward iBGP neighbours. BFD is not rendered:
     GoBGP has none, and the MSEE keeps the session on BGP timers alone. The announced prefixes are
     not in the file either (GoBGP configs hold no routes): GobgpNode adds them through the API."""
-    q = json.dumps  # a TOML basic string is a JSON string
+    q = _toml
     asn = int(intent["asn"])
     neighbors = intent.get("neighbors", [])
     lines = [f"# gobgpd config of {name}, generated by bgplab from its topology's intent",
@@ -229,19 +270,11 @@ def render_intent(name: str, intent: dict[str, Any], profile: str) -> str:
         lines.append(f"  router-id = {q(intent['router_id'])}")
     lines += ["  port = 179", ""]
     for n in neighbors:
-        lines += ["[[neighbors]]", "  [neighbors.config]", f"    neighbor-address = {q(n['address'])}",
-                  f"    peer-as = {int(n['asn'])}", f"    description = {q(str(n.get('role') or 'user'))}"]
-        if n.get("md5"):
-            lines.append(f"    auth-password = {q(str(n['md5']))}")
-        if profile == "fast":
-            lines += ["  [neighbors.timers.config]", "    hold-time = 9", "    keepalive-interval = 3",
-                      "    connect-retry = 1", "    idle-hold-time-after-reset = 1"]
-        if n.get("local_address"):
-            lines += ["  [neighbors.transport.config]", f"    local-address = {q(n['local_address'])}"]
-        for family in n.get("families", ["ipv4"]):
-            lines += ["  [[neighbors.afi-safis]]", "    [neighbors.afi-safis.config]",
-                      f"      afi-safi-name = {q(family + '-unicast')}"]
         # n["bfd"] is ignored: GoBGP has no BFD.
+        lines += _neighbor(n["address"], int(n["asn"]), n.get("families", ["ipv4"]),
+                           description=str(n.get("role") or "user"), md5=str(n["md5"]) if n.get("md5") else None,
+                           timers=(9, 3) if profile == "fast" else None,
+                           transport={"local-address": n["local_address"]} if n.get("local_address") else {})
         lines.append("")
     sets: list[tuple[str, list[str]]] = []
     ibgp = [n["address"] for n in neighbors if int(n["asn"]) == asn]
@@ -271,3 +304,46 @@ def render_intent(name: str, intent: dict[str, Any], profile: str) -> str:
     lines += ["", "[global.apply-policy.config]", f"  export-policy-list = [{q('bgplab-out')}]",
               '  default-export-policy = "accept-route"', '  default-import-policy = "accept-route"']
     return "\n".join(lines) + "\n"
+
+
+
+def _toml(value: str | int | bool) -> str:
+    return json.dumps(value)  # a TOML basic string is a JSON string; so are its integers and booleans
+
+
+def _neighbor(address: str, asn: int, families: Iterable[str], *, description: str | None = None,
+              md5: str | None = None, timers: tuple[int, int] | None = None,
+              transport: dict[str, str | int | bool]) -> list[str]:
+    """One `[[neighbors]]` block; `timers` (hold, keepalive) also retry a failed session after a second."""
+    lines = ["[[neighbors]]", "  [neighbors.config]", f"    neighbor-address = {_toml(address)}",
+             f"    peer-as = {asn}"]
+    if description is not None:
+        lines.append(f"    description = {_toml(description)}")
+    if md5:
+        lines.append(f"    auth-password = {_toml(md5)}")
+    if timers is not None:
+        hold, keepalive = timers
+        lines += ["  [neighbors.timers.config]", f"    hold-time = {hold}", f"    keepalive-interval = {keepalive}",
+                  "    connect-retry = 1", "    idle-hold-time-after-reset = 1"]
+    if transport:
+        lines += ["  [neighbors.transport.config]", *(f"    {k} = {_toml(v)}" for k, v in transport.items())]
+    for family in families:
+        lines += ["  [[neighbors.afi-safis]]", "    [neighbors.afi-safis.config]",
+                  f"      afi-safi-name = {_toml(family + '-unicast')}"]
+    return lines
+
+
+# ---- the test harness's configs
+
+
+def render_peers(asn: int, router_id: str, listen_port: int, neighbors: Iterable[Neighbor]) -> str:
+    """A harness gobgpd: its neighbours with their own timers, ports and passive mode; no routes
+    (see `rib_add_args`)."""
+    lines = ["[global.config]", f"  as = {asn}", f"  router-id = {_toml(router_id)}", f"  port = {listen_port}"]
+    for n in neighbors:
+        lines += _neighbor(n.address, n.asn, n.families, md5=n.md5, timers=(n.hold_time, n.keepalive),
+                           transport={"remote-port": n.port, "passive-mode": n.passive})
+    return "\n".join([*lines, ""])
+
+
+register(Kind(KIND, GobgpNode, start_rank=0, router=True))

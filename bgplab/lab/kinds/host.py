@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bgplab.lab.kinds import RunningNode
+from bgplab.lab.kinds import Kind, RunningNode, register
 from bgplab.lab.plan import Node
 
 
@@ -26,3 +26,6 @@ class HostNode(RunningNode):
 
     def stop(self) -> None:
         pass
+
+
+register(Kind("host", lambda plan, node, runtime, workdir: HostNode(node), start_rank=3))

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bgplab.expressroute import control
-from bgplab.lab.kinds import RunningNode
+from bgplab.lab.kinds import Kind, RunningNode, register
 from bgplab.lab.plan import LabPlan, Node
 from bgplab.lab.runtime import Runtime
 
@@ -105,3 +105,7 @@ class OurNode(RunningNode):
             if self.proc.poll() is None:
                 self.proc.kill()
                 self.proc.wait()
+
+
+register(Kind("msee", OurNode, start_rank=1, events=True, generated=True))
+register(Kind("gateway", OurNode, start_rank=2, events=True, generated=True))

@@ -4,13 +4,21 @@ Each kind (FRR, BIRD, GoBGP, ExaBGP) keeps a private working directory in the la
 pid file and a log named after its main program, takes its config from the user's file or renders
 one from the topology's intent, and is up once some kind-specific sign appears; the rest (how to
 start it, how to read its sessions and routes) is the kind's own.
+
+The test harness (`bgplab.testing`) runs the same daemons from a simpler model than an intent:
+a router's `Neighbor`s and the `Route`s it originates, with every attribute set exactly. Each
+router kind renders that model too, beside its intent, so a daemon's configs are written in one
+module whoever runs it.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import subprocess
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -18,6 +26,101 @@ from bgplab.lab import system
 from bgplab.lab.kinds import RunningNode
 from bgplab.lab.plan import LabPlan, Node
 from bgplab.lab.runtime import Runtime
+
+STATES = ("idle", "connect", "active", "opensent", "openconfirm", "established")
+"""Session states, RFC 4271 names in lower case, whatever a daemon calls them."""
+FAMILIES = ("ipv4", "ipv6")
+MSEE_BFD = (300, 300, 3)
+"""The MSEE's BFD: (transmit ms, receive ms, multiplier)."""
+_COMMUNITY = re.compile(r"^\d+:\d+$")
+_LARGE_COMMUNITY = re.compile(r"^\d+:\d+:\d+$")
+
+
+def family_of(prefix: str) -> str:
+    return "ipv4" if ipaddress.ip_network(prefix).version == 4 else "ipv6"
+
+
+def canonical_address(address: str) -> str:
+    return str(ipaddress.ip_address(address))
+
+
+def address_key(address: str) -> tuple[int, int]:
+    """Sessions sorted by neighbour address: IPv4 first, numerically."""
+    ip = ipaddress.ip_address(address)
+    return ip.version, int(ip)
+
+
+def check_family(family: str) -> None:
+    if family not in FAMILIES:
+        raise ValueError(f"family {family!r}: expected ipv4 or ipv6")
+
+
+def valid_bfd_timers(timers: object) -> bool:
+    """[transmit ms, receive ms, multiplier] within the ranges FRR's bfdd accepts."""
+    return (isinstance(timers, (list, tuple)) and len(timers) == 3
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in timers)
+            and 10 <= timers[0] <= 60000 and 10 <= timers[1] <= 60000 and 2 <= timers[2] <= 255)
+
+
+@dataclass(frozen=True)
+class Neighbor:
+    """One configured peer. `port` is the peer's port, for peers that do not listen on 179."""
+
+    address: str
+    asn: int
+    passive: bool = False
+    md5: str | None = None
+    hold_time: int = 9
+    keepalive: int = 3
+    families: tuple[str, ...] = FAMILIES
+    port: int = 179
+    ttl_security: bool = False
+    """GTSM (RFC 5082) for a directly connected peer; FRR and BIRD only."""
+    bfd: tuple[int, int, int] | None = None
+    """Single-hop BFD for this session: (desired min TX ms, required min RX ms, multiplier); FRR only."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "address", canonical_address(self.address))
+        if not self.families or set(self.families) - set(FAMILIES):
+            raise ValueError(f"families must be a non-empty subset of {FAMILIES}")
+        if self.bfd is not None and not valid_bfd_timers(self.bfd):
+            raise ValueError(f"bfd {self.bfd}: (tx ms 10-60000, rx ms 10-60000, multiplier 2-255)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PathAttributes:
+    """What a route carries beside its prefix and next hop, whether a daemon originates it
+    (`Route`) or reports it received (`bgplab.testing.daemons.RouteView`); always by keyword."""
+
+    as_path: tuple[int, ...] = ()
+    med: int | None = None
+    local_pref: int | None = None
+    communities: tuple[str, ...] = ()
+    large_communities: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Route(PathAttributes):
+    """A route a daemon originates (see `bgplab.testing.daemons` for `as_path` and `local_pref`).
+
+    `next_hop=None` means the daemon's own address on each session (next-hop-self).
+    """
+
+    prefix: str
+    next_hop: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "prefix", str(ipaddress.ip_network(self.prefix)))
+        if self.next_hop is not None:
+            object.__setattr__(self, "next_hop", canonical_address(self.next_hop))
+        if not all(_COMMUNITY.match(c) for c in self.communities):
+            raise ValueError(f"communities must be numeric 'A:B': {self.communities}")
+        if not all(_LARGE_COMMUNITY.match(c) for c in self.large_communities):
+            raise ValueError(f"large communities must be numeric 'A:B:C': {self.large_communities}")
+
+    @property
+    def family(self) -> str:
+        return family_of(self.prefix)
 
 
 class RouterNode(RunningNode):

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from bgplab.expressroute.model import AZURE_ASN, Circuit, Model, PeeringType, Side
-from bgplab.lab.plan import ROUTER_KINDS, Endpoint, LabPlan, Link, Namespace, Node
+from bgplab.lab.kinds import ROUTER_KINDS
+from bgplab.lab.plan import Endpoint, LabPlan, Link, Namespace, Node
 from bgplab.lab.topology.schema import NodeSpec, PrefixRangeSpec, TopologyFile, VNetSpec
 from bgplab.source import Source
 

@@ -18,10 +18,9 @@ from pydantic_core import ErrorDetails
 
 from bgplab.expressroute import spec
 from bgplab.expressroute.rules import MseeRules
+from bgplab.lab.kinds import GENERATED_KINDS, USER_KINDS
 from bgplab.source import SourceError, canonical, empty_if_none
 
-USER_KINDS = ("frr", "bird", "gobgp", "exabgp", "host")
-GENERATED_KINDS = ("msee", "gateway")
 LAB_NAME = re.compile(r"[a-z][a-z0-9-]{0,19}")
 _INTERFACE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}")
 _RATE = re.compile(r"(\d+)\s*([mg])bps", re.IGNORECASE)
@@ -157,6 +156,7 @@ class NeighborSpec(_Spec):
 class NodeSpec(_Spec):
     """A user node: a CE router (its own config, or intent) or a host."""
 
+    # The registry's USER_KINDS, spelled out for pydantic and mypy (a test holds them equal).
     kind: Literal["frr", "bird", "gobgp", "exabgp", "host"]
     config: Annotated[str, Field(min_length=1)] | None = Field(
         None, description="the node's own config file, relative to the topology file (routers only)"
