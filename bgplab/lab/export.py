@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from bgplab.expressroute.profile import profile
 from bgplab.lab.kinds.frr import render_intent
 from bgplab.lab.plan import LabPlan, Node
 
@@ -122,7 +123,7 @@ def containerlab_files(plan: LabPlan) -> dict[str, str]:
             if source.startswith("/"):
                 continue
             if source.endswith("/frr.conf"):
-                files[source] = render_intent(node.name, dict(node.spec.get("intent", {})), plan.profile)
+                files[source] = render_intent(node.name, dict(node.spec.get("intent", {})), profile(plan.profile).ce)
             elif source.endswith("/daemons"):
                 files[source] = FRR_DAEMONS
             elif source.endswith("/node.json"):

@@ -9,7 +9,10 @@ from typing import Any
 
 import pytest
 
+from bgplab.expressroute.profile import PROFILES
 from bgplab.lab.kinds.frr import render_intent
+
+FAST = PROFILES["fast"].ce
 
 INTENT: dict[str, Any] = {
     "asn": 65010,
@@ -37,7 +40,7 @@ def dryrun(tmp_path: Path, text: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_without_bfd_timers_the_profile_is_the_msees_300ms_x3(tmp_path: Path) -> None:
-    text = render_intent("ce2", INTENT, "fast")
+    text = render_intent("ce2", INTENT, FAST)
     # The MSEE runs BFD at 300 ms x 3 (expressroute.md, BFD); written out here, not read from the code.
     assert bfd_profile(text) == ["transmit-interval 300", "receive-interval 300", "detect-multiplier 3"]
     assert " neighbor 192.168.100.134 bfd profile msee" in text.splitlines()
@@ -47,7 +50,7 @@ def test_without_bfd_timers_the_profile_is_the_msees_300ms_x3(tmp_path: Path) ->
 
 @pytest.mark.parametrize("timers", [[100, 100, 3], (50, 80, 5), [10, 10, 2]])
 def test_bfd_timers_override_the_profile_and_frr_accepts_the_config(tmp_path: Path, timers: Any) -> None:
-    text = render_intent("ce2", {**INTENT, "bfd_timers": timers}, "fast")
+    text = render_intent("ce2", {**INTENT, "bfd_timers": timers}, FAST)
     assert bfd_profile(text) == [f"transmit-interval {timers[0]}", f"receive-interval {timers[1]}",
                                  f"detect-multiplier {timers[2]}"]
     proc = dryrun(tmp_path, text)
@@ -57,7 +60,7 @@ def test_bfd_timers_override_the_profile_and_frr_accepts_the_config(tmp_path: Pa
 def test_bfd_timers_without_a_bfd_neighbor_render_no_profile(tmp_path: Path) -> None:
     quiet = {**INTENT, "bfd_timers": [100, 100, 3],
              "neighbors": [{**n, "bfd": False} for n in INTENT["neighbors"]]}
-    text = render_intent("ce2", quiet, "fast")
+    text = render_intent("ce2", quiet, FAST)
     assert "profile msee" not in text
     assert dryrun(tmp_path, text).returncode == 0
 
@@ -66,4 +69,4 @@ def test_bfd_timers_without_a_bfd_neighbor_render_no_profile(tmp_path: Path) -> 
 def test_bfd_timers_frr_would_refuse_are_refused_naming_the_node(timers: Any) -> None:
     expected = r"ce2: intent bfd_timers .*: expected \[transmit ms, receive ms, multiplier\]"
     with pytest.raises(ValueError, match=expected):
-        render_intent("ce2", {**INTENT, "bfd_timers": timers}, "fast")
+        render_intent("ce2", {**INTENT, "bfd_timers": timers}, FAST)

@@ -17,11 +17,14 @@ from typing import Any
 
 import pytest
 
+from bgplab.expressroute.profile import PROFILES
 from bgplab.lab import system
 from bgplab.lab.kinds import ConfigCheckError, bird, exabgp, gobgp, node_handle
 from bgplab.lab.plan import LabPlan, Namespace, Node
 from bgplab.lab.topology import load_topology
 from tests.lab.labcli import Cli, leftovers, running_lab, wait_for
+
+FAST, AZURE = PROFILES["fast"].ce, PROFILES["azure"].ce
 
 HERE = Path(__file__).parent / "kinds"
 CONFIGS = HERE / "configs"
@@ -51,7 +54,7 @@ def written(tmp_path: Path, name: str, text: str) -> Path:
 
 
 def test_bird_config_from_intent_passes_bird_and_programs_the_kernel(tmp_path: Path) -> None:
-    text = bird.render_intent("ce2", CE_INTENT, "fast")
+    text = bird.render_intent("ce2", CE_INTENT, FAST)
     bird.check_config(written(tmp_path, "bird.conf", text))
     assert "router id 10.1.0.2;" in text
     assert "protocol device" in text and "protocol direct" in text
@@ -73,7 +76,7 @@ def test_bird_config_from_intent_passes_bird_and_programs_the_kernel(tmp_path: P
 
 def test_bird_azure_profile_keeps_bird_timers_and_no_bfd_without_asking(tmp_path: Path) -> None:
     intent = {**CE_INTENT, "neighbors": [{**n, "bfd": False} for n in CE_INTENT["neighbors"]]}
-    text = bird.render_intent("ce2", intent, "azure")
+    text = bird.render_intent("ce2", intent, AZURE)
     bird.check_config(written(tmp_path, "bird.conf", text))
     assert "hold time" not in text and "protocol bfd" not in text
 
@@ -82,19 +85,19 @@ def test_bird_azure_profile_keeps_bird_timers_and_no_bfd_without_asking(tmp_path
 def test_a_password_the_config_cannot_hold_is_refused_without_showing_it(module: Any, password: str) -> None:
     intent = {**CE_INTENT, "neighbors": [{**CE_INTENT["neighbors"][0], "md5": password}]}
     with pytest.raises(ConfigCheckError, match=r"ce2: the MD5 password toward 192\.168\.100\.134 has a") as caught:
-        module.render_intent("ce2", intent, "fast")
+        module.render_intent("ce2", intent, FAST)
     assert password not in str(caught.value)
 
 
 def test_a_password_with_quotes_is_escaped_for_gobgp(tmp_path: Path) -> None:
     intent = {**CE_INTENT, "neighbors": [{**CE_INTENT["neighbors"][0], "md5": 'a"b\\c'}]}
-    text = gobgp.render_intent("ce2", intent, "fast")
+    text = gobgp.render_intent("ce2", intent, FAST)
     gobgp.check_config(written(tmp_path, "gobgpd.toml", text))
     assert 'auth-password = "a\\"b\\\\c"' in text
 
 
 def test_gobgp_config_from_intent_passes_gobgpd_dry_run(tmp_path: Path) -> None:
-    text = gobgp.render_intent("ce2", CE_INTENT, "fast")
+    text = gobgp.render_intent("ce2", CE_INTENT, FAST)
     gobgp.check_config(written(tmp_path, "gobgpd.toml", text))
     assert 'auth-password = "Se cr\\\\et"' in text
     assert 'local-address = "192.168.100.133"' in text
@@ -110,16 +113,16 @@ def test_gobgp_config_from_intent_passes_gobgpd_dry_run(tmp_path: Path) -> None:
 def test_gobgp_config_without_policies_has_none(tmp_path: Path) -> None:
     intent = {"asn": 65010, "router_id": "10.1.0.2", "neighbors": [
         {"address": "192.168.100.134", "asn": 12076, "families": ["ipv4"]}]}
-    text = gobgp.render_intent("ce", intent, "azure")
+    text = gobgp.render_intent("ce", intent, AZURE)
     gobgp.check_config(written(tmp_path, "gobgpd.toml", text))
     assert "policy" not in text and "hold-time" not in text
 
 
 def test_exabgp_config_from_intent_passes_exabgp_validate(tmp_path: Path) -> None:
     with pytest.raises(ConfigCheckError, match=r"needs its own address toward 10\.0\.12\.1, and none is known"):
-        exabgp.render_intent("ce2", CE_INTENT, "fast")  # next-hop self needs a local address
+        exabgp.render_intent("ce2", CE_INTENT, FAST)  # next-hop self needs a local address
     user = {**CE_INTENT["neighbors"][2], "local_address": "10.0.12.2"}
-    text = exabgp.render_intent("ce2", {**CE_INTENT, "neighbors": [*CE_INTENT["neighbors"][:2], user]}, "fast")
+    text = exabgp.render_intent("ce2", {**CE_INTENT, "neighbors": [*CE_INTENT["neighbors"][:2], user]}, FAST)
     exabgp.check_config(written(tmp_path, "exabgp.conf", text))
     blocks = text.split("\nneighbor ")
     msee, msee6, user = blocks[1], blocks[2], blocks[3]

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from bgplab import programs
+from bgplab.expressroute.profile import CeTimers, profile
 from bgplab.lab import system
 from bgplab.lab.kinds import ConfigCheckError, Kind, register
 from bgplab.lab.kinds.router import Neighbor, Route, RouterNode, address_key, canonical_address, check_family
@@ -177,7 +178,7 @@ class ExabgpNode(RouterNode):
         return intent
 
     def render(self, intent: dict[str, Any]) -> str:
-        return render_intent(self.node.name, intent, self.plan.profile)
+        return render_intent(self.node.name, intent, profile(self.plan.profile).ce)
 
     def with_api(self, text: str) -> str:
         """The config with our API process, and an API block in every top-level neighbour for it."""
@@ -406,7 +407,7 @@ def _string(text: str) -> str:
     return f'"{text}"'
 
 
-def render_intent(name: str, intent: dict[str, Any], profile: str) -> str:
+def render_intent(name: str, intent: dict[str, Any], timers: CeTimers | None) -> str:
     """An ExaBGP config for a CE from the topology's intent: a neighbour block per MSEE session and
     user neighbour (MD5, the node's address on the link as local address: ExabgpNode fills it in
     for user neighbours, and one that announces cannot do without), each
@@ -428,8 +429,8 @@ def render_intent(name: str, intent: dict[str, Any], profile: str) -> str:
         if n.get("local_address"):
             lines += [f"  local-address {n['local_address']};", "  listen 179;"]
         lines += [f"  local-as {asn};", f"  peer-as {int(n['asn'])};", "  passive false;"]
-        if profile == "fast":
-            lines.append("  hold-time 9;")  # ExaBGP's keepalive is a third of it: 3
+        if timers is not None:  # ExaBGP's keepalive is always a third of the hold time
+            lines.append(f"  hold-time {timers.hold};")
         if n.get("md5"):
             lines.append(f"  md5-password {_string(str(n['md5']))};")
         lines.append("  family {")

@@ -26,6 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from bgplab.expressroute.profile import CeTimers, profile
 from bgplab.lab import system
 from bgplab.lab.kinds import ConfigCheckError, Kind, register
 from bgplab.lab.kinds.router import (
@@ -91,7 +92,7 @@ class FrrNode(RouterNode):
     title = "FRR"
 
     def render(self, intent: dict[str, Any]) -> str:
-        return render_intent(self.node.name, intent, self.plan.profile)
+        return render_intent(self.node.name, intent, profile(self.plan.profile).ce)
 
     # ---- lifecycle
 
@@ -341,7 +342,7 @@ def bgp_last(text: str) -> list[str]:
     return [line for block in first + last for line in block]
 
 
-def render_intent(name: str, intent: dict[str, Any], profile: str) -> str:
+def render_intent(name: str, intent: dict[str, Any], timers: CeTimers | None) -> str:
     """An FRR config for a CE from the topology's intent: its MSEE sessions (BFD, MD5, prepend)
     and any user neighbours, the prefixes it announces (each with a blackhole route so that it
     is announced even before the more specific connected routes exist: on-prem traffic still
@@ -353,13 +354,13 @@ def render_intent(name: str, intent: dict[str, Any], profile: str) -> str:
     asn = int(intent["asn"])
     lines = ["frr defaults traditional", f"hostname {name}", "service integrated-vtysh-config", "!"]
     if any(n.get("bfd") for n in intent.get("neighbors", [])):
-        timers = intent.get("bfd_timers")
-        if timers is None:
-            timers = MSEE_BFD
-        if not valid_bfd_timers(timers):
-            raise ValueError(f"{name}: intent bfd_timers {timers!r}: expected [transmit ms, receive ms, "
+        bfd = intent.get("bfd_timers")
+        if bfd is None:
+            bfd = MSEE_BFD
+        if not valid_bfd_timers(bfd):
+            raise ValueError(f"{name}: intent bfd_timers {bfd!r}: expected [transmit ms, receive ms, "
                              "multiplier], intervals 10..60000, multiplier 2..255")
-        lines += ["bfd", *_bfd_profile("msee", timers), "exit", "!"]
+        lines += ["bfd", *_bfd_profile("msee", bfd), "exit", "!"]
     # One blackhole per announced prefix, except that a range (announce_range) gets one per
     # covering block: staticd takes ~30 ms a route, bgpd's `network` a fraction of a millisecond.
     covers = [str(c) for c in intent.get("announce_cover", [])]
@@ -375,12 +376,12 @@ def render_intent(name: str, intent: dict[str, Any], profile: str) -> str:
     if intent.get("router_id"):
         lines.append(f" bgp router-id {intent['router_id']}")
     lines += _BGP_DEFAULTS
-    fast = profile == "fast"
     for n in intent.get("neighbors", []):
         a = n["address"]
         lines.append(f" neighbor {a} remote-as {n['asn']}")
-        if fast:
-            lines += [f" neighbor {a} timers 3 9", f" neighbor {a} timers connect 1"]
+        if timers is not None:
+            lines += [f" neighbor {a} timers {timers.keepalive} {timers.hold}",
+                      f" neighbor {a} timers connect {timers.connect_retry}"]
         if n.get("md5"):
             lines.append(f" neighbor {a} password {n['md5']}")
         if n.get("local_address"):

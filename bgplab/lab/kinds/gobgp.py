@@ -36,6 +36,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from bgplab.expressroute.profile import CeTimers, profile
 from bgplab.lab import system
 from bgplab.lab.kinds import ConfigCheckError, Kind, register
 from bgplab.lab.kinds.router import STATES, Neighbor, RouterNode, address_key, check_family, family_of
@@ -91,7 +92,7 @@ class GobgpNode(RouterNode):
         return self.workdir / ("gobgpd" + (Path(user).suffix if user else ".toml"))
 
     def render(self, intent: dict[str, Any]) -> str:
-        return render_intent(self.node.name, intent, self.plan.profile)
+        return render_intent(self.node.name, intent, profile(self.plan.profile).ce)
 
     # ---- lifecycle
 
@@ -256,7 +257,7 @@ def _uptime(value: Any) -> float | None:
 # ---- generated configs
 
 
-def render_intent(name: str, intent: dict[str, Any], profile: str) -> str:
+def render_intent(name: str, intent: dict[str, Any], timers: CeTimers | None) -> str:
     """A gobgpd TOML config for a CE from the topology's intent: its MSEE sessions (MD5, prepend)
     and any user neighbours, with next-hop-self toward iBGP neighbours. BFD is not rendered:
     GoBGP has none, and the MSEE keeps the session on BGP timers alone. The announced prefixes are
@@ -273,7 +274,7 @@ def render_intent(name: str, intent: dict[str, Any], profile: str) -> str:
         # n["bfd"] is ignored: GoBGP has no BFD.
         lines += _neighbor(n["address"], int(n["asn"]), n.get("families", ["ipv4"]),
                            description=str(n.get("role") or "user"), md5=str(n["md5"]) if n.get("md5") else None,
-                           timers=(9, 3) if profile == "fast" else None,
+                           timers=timers,
                            transport={"local-address": n["local_address"]} if n.get("local_address") else {})
         lines.append("")
     sets: list[tuple[str, list[str]]] = []
@@ -312,9 +313,9 @@ def _toml(value: str | int | bool) -> str:
 
 
 def _neighbor(address: str, asn: int, families: Iterable[str], *, description: str | None = None,
-              md5: str | None = None, timers: tuple[int, int] | None = None,
+              md5: str | None = None, timers: CeTimers | None = None,
               transport: dict[str, str | int | bool]) -> list[str]:
-    """One `[[neighbors]]` block; `timers` (hold, keepalive) also retry a failed session after a second."""
+    """One `[[neighbors]]` block; `timers` also say how soon a failed session is retried."""
     lines = ["[[neighbors]]", "  [neighbors.config]", f"    neighbor-address = {_toml(address)}",
              f"    peer-as = {asn}"]
     if description is not None:
@@ -322,9 +323,9 @@ def _neighbor(address: str, asn: int, families: Iterable[str], *, description: s
     if md5:
         lines.append(f"    auth-password = {_toml(md5)}")
     if timers is not None:
-        hold, keepalive = timers
-        lines += ["  [neighbors.timers.config]", f"    hold-time = {hold}", f"    keepalive-interval = {keepalive}",
-                  "    connect-retry = 1", "    idle-hold-time-after-reset = 1"]
+        lines += ["  [neighbors.timers.config]", f"    hold-time = {timers.hold}",
+                  f"    keepalive-interval = {timers.keepalive}", f"    connect-retry = {timers.connect_retry}",
+                  f"    idle-hold-time-after-reset = {timers.connect_retry}"]
     if transport:
         lines += ["  [neighbors.transport.config]", *(f"    {k} = {_toml(v)}" for k, v in transport.items())]
     for family in families:
@@ -341,7 +342,8 @@ def render_peers(asn: int, router_id: str, listen_port: int, neighbors: Iterable
     (see `rib_add_args`)."""
     lines = ["[global.config]", f"  as = {asn}", f"  router-id = {_toml(router_id)}", f"  port = {listen_port}"]
     for n in neighbors:
-        lines += _neighbor(n.address, n.asn, n.families, md5=n.md5, timers=(n.hold_time, n.keepalive),
+        timers = CeTimers(n.keepalive, n.hold_time, connect_retry=1)
+        lines += _neighbor(n.address, n.asn, n.families, md5=n.md5, timers=timers,
                            transport={"remote-port": n.port, "passive-mode": n.passive})
     return "\n".join([*lines, ""])
 
