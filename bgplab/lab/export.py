@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from bgplab.expressroute.profile import profile
+from bgplab.lab.kinds import kind_of
 from bgplab.lab.kinds.frr import render_intent
 from bgplab.lab.plan import LabPlan, Node
 
@@ -95,7 +96,7 @@ def _files_of(plan: LabPlan, node: Node) -> dict[str, str]:
         }
     if node.kind in CONFIG_PATHS and node.spec.get("config"):
         return {CONFIG_PATHS[node.kind]: str(node.spec["config"])}
-    if node.kind in ("msee", "gateway"):
+    if kind_of(node.kind).generated:
         return {NODE_CONFIG: f"{node.name}/node.json"}
     return {}
 
@@ -250,7 +251,7 @@ def containerlab(plan: LabPlan) -> str:
         entry: dict[str, Any] = {"kind": "linux", "image": IMAGES.get(node.kind, IMAGES["host"])}
         if node.name in mgmt_links:
             entry["network-mode"] = "none"
-        if node.kind in ("msee", "gateway"):
+        if kind_of(node.kind).generated:
             entry["cmd"] = f"python -m bgplab node {node.kind} --config {NODE_CONFIG}"
         files = _files_of(plan, node)
         if files:
@@ -259,7 +260,7 @@ def containerlab(plan: LabPlan) -> str:
         sysctls: dict[str, str] = {}
         if any(plan.namespaces[key].forwarding for key in node.namespaces if key in plan.namespaces):
             sysctls.update(FORWARDING_SYSCTLS)
-        if node.kind in ("msee", "gateway"):
+        if kind_of(node.kind).generated:
             sysctls.update(EARLY_BIND_SYSCTLS)
         if sysctls:
             entry["sysctls"] = sysctls

@@ -52,6 +52,7 @@ from bgplab.expressroute.profile import profile
 from bgplab.lab import system
 from bgplab.lab.faults import KINDS as FAULT_KINDS
 from bgplab.lab.faults import Fault, FaultError, Faults
+from bgplab.lab.kinds import kind_of
 from bgplab.lab.lab import Lab
 from bgplab.lab.probe_report import LossWindow, ProbeReport
 from bgplab.lab.probes import Probe, ProbeSpec
@@ -507,7 +508,7 @@ class Runner:
             return []
         records: list[dict[str, Any]] = []
         for name, node in sorted(self.lab.plan.nodes.items()):
-            if node.kind not in ("msee", "gateway"):
+            if not kind_of(node.kind).events:
                 continue
             try:
                 for record in self.lab.node(name).follow(since=since, timeout=0.3):
