@@ -129,13 +129,22 @@ def test_partial_loss_is_what_was_asked_and_goes_with_restore(shaped: LabRun, la
         lossy = _run_probe(lab, "lossy", rate=300, seconds=4.0)
     finally:
         _restore(cli, name, "ce1:lan")
-    n, p = lossy.sent, percent / 100
-    assert n >= 1000, lossy.summary()
+    p = percent / 100
+    assert lossy.sent >= 1000, lossy.summary()
+    # The loss is on the link, both ends' egress, so it takes ARP with it: when every probe of
+    # ce1's neighbour entry for on-premises is lost (0.51^3, about one time in eight), the kernel
+    # holds traffic until it has resolved again, about a second. That is a burst binomial loss
+    # does not make (15 in a row at 30%: about 1e-8 a packet), so it is counted apart, once at most.
+    bursts = [w for w in lossy.windows if w.count >= 15]
+    assert len(bursts) <= 1, lossy.summary()
+    n = lossy.sent - sum(w.count for w in bursts)
+    lost = lossy.lost - sum(w.count for w in bursts)
     sigma = math.sqrt(n * p * (1 - p))
     # Binomial: each packet is dropped with probability p, once (at ce1's egress toward on-premises).
-    assert abs(lossy.lost - n * p) <= 5 * sigma, f"{lossy.lost} of {n} lost; expected {n * p:.0f} +- {5 * sigma:.0f}"
+    assert abs(lost - n * p) <= 5 * sigma, (
+        f"{lost} of {n} lost (apart from {bursts}); expected {n * p:.0f} +- {5 * sigma:.0f}")
     # The kernel's own count of what left the VM and what on-premises took in says the same.
-    assert lossy.counters["sent"] == n and lossy.counter_lost == lossy.lost
+    assert lossy.counters["sent"] == lossy.sent and lossy.counter_lost == lossy.lost
     assert lossy.duplicates == 0
     clean = _run_probe(lab, "after-loss", rate=300, seconds=2.0)
     assert clean.sent >= 500 and clean.lost == 0 and clean.counter_lost == 0, clean.summary()
