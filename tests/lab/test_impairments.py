@@ -131,14 +131,17 @@ def test_partial_loss_is_what_was_asked_and_goes_with_restore(shaped: LabRun, la
         _restore(cli, name, "ce1:lan")
     p = percent / 100
     assert lossy.sent >= 1000, lossy.summary()
-    # The loss is on the link, both ends' egress, so it takes ARP with it: when every probe of
-    # ce1's neighbour entry for on-premises is lost (0.51^3, about one time in eight), the kernel
-    # holds traffic until it has resolved again, about a second. That is a burst binomial loss
-    # does not make (15 in a row at 30%: about 1e-8 a packet), so it is counted apart, once at most.
+    # The loss is on the link, both ends' egress, so it takes ARP with it: ce1 resolves on-premises'
+    # address under that same loss, at the start (there was no traffic to it before) and whenever
+    # all three probes of a stale entry are lost (0.51^3). Until it has, traffic is held: one
+    # burst of a second or more (seen: 354 and 922 packets at the start) that binomial loss does
+    # not make (15 in a row at 30%: about 1e-8 a packet). Those bursts are counted apart, at most
+    # two in this run, and what is left must still be most of the run.
     bursts = [w for w in lossy.windows if w.count >= 15]
-    assert len(bursts) <= 1, lossy.summary()
+    assert len(bursts) <= 2, lossy.summary()
     n = lossy.sent - sum(w.count for w in bursts)
     lost = lossy.lost - sum(w.count for w in bursts)
+    assert n >= lossy.sent / 2, lossy.summary()
     sigma = math.sqrt(n * p * (1 - p))
     # Binomial: each packet is dropped with probability p, once (at ce1's egress toward on-premises).
     assert abs(lost - n * p) <= 5 * sigma, (
