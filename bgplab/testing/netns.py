@@ -14,14 +14,12 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Self
+from typing import Self
 
 from bgplab.bgp.sockets import netns_path
 from bgplab.lab.runtime import netns as runtime
+from bgplab.lab.runtime.netns import Redirect
 from bgplab.lab.system import CommandError, kill_pids, run
-
-Redirect = int | IO[Any] | None
-"""Where a child's stdout or stderr goes, as `subprocess.Popen` accepts it."""
 
 IFNAME_MAX = 15  # IFNAMSIZ - 1: the kernel refuses longer interface names.
 __all__ = ["IFNAME_MAX", "CommandError", "LinkedPair", "Netns", "add_address", "drop_all", "run", "set_link", "veth"]

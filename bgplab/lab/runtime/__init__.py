@@ -20,15 +20,14 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bgplab.lab.plan import LabPlan, Link
 from bgplab.lab.runtime import netns
+from bgplab.lab.runtime.netns import Redirect
 
 if TYPE_CHECKING:
     from bgplab.lab.state import LabState
-
-Redirect = int | IO[Any] | None
 
 
 class Runtime(Protocol):

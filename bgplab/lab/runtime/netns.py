@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from bgplab.lab.state import LabState
 
 Redirect = int | IO[Any] | None
+"""Where a child's stdout or stderr goes, as `subprocess.Popen` accepts it."""
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
