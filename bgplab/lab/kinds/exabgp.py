@@ -19,8 +19,9 @@ received and sent) to `messages.jsonl`, which `sessions()` and `routes()` replay
 ExaBGP reports only "connected" (shown as opensent), "up" (established) and "down" (idle),
 never connect/active; it says "connected" for an instant even to a connection that was refused
 (its poll takes POLLOUT before SO_ERROR, and reading SO_ERROR clears the ECONNREFUSED, so its
-next look finds no error), followed by "down" when the OPEN cannot be sent. It retries a failed connection with its own backoff (1 s, growing to
-60 s); there is no setting for it. The keepalive is always a third of the hold time.
+next look finds no error), followed by "down" when the OPEN cannot be sent. It retries a failed
+connection with its own backoff (1 s, growing to 60 s); there is no setting for it. The keepalive
+is always a third of the hold time.
 
 The test harness's ExaBGP (`bgplab.testing.exabgp`) runs a config of `render_peers`, from its
 `Neighbor`/`Route` model, with an API helper that also forwards run-time commands to ExaBGP;
