@@ -144,14 +144,14 @@ class Faults:
     def _nft(self, end: Endpoint, script: str | None, hooks: tuple[str, ...] = ("ingress", "egress")) -> None:
         """Replace (or with None remove) our fault table on one interface, on the device's hooks."""
         table = f"{_TABLE}_{re.sub(r'[^A-Za-z0-9_]', '_', end.interface)}"
-        self.lab.runtime.exec(end.namespace, ["nft", "delete", "table", "netdev", table], check=False)
+        self.lab.runtime.net_exec(end.namespace, ["nft", "delete", "table", "netdev", table], check=False)
         if script is None:
             return
         dev = f'"{end.interface}"'
         chains = "".join(f" chain {hook} {{ type filter hook {hook} device {dev} priority -500; {script} }}\n"
                          for hook in hooks)
         text = f"table netdev {table} {{\n{chains}}}\n"
-        self.lab.runtime.exec(end.namespace, ["nft", "-f", "-"], input=text)
+        self.lab.runtime.net_exec(end.namespace, ["nft", "-f", "-"], input=text)
 
     def _fail_cut(self, fault: Fault) -> None:
         for end in self._ends(fault.target):
@@ -179,7 +179,7 @@ class Faults:
             self._nft(end, drop if loss else None, hooks=("egress",))
             rate = options.get("rate")
             if rate:
-                self.lab.runtime.exec(end.namespace, ["tc", "qdisc", "replace", "dev", end.interface, "root", "tbf",
+                self.lab.runtime.net_exec(end.namespace, ["tc", "qdisc", "replace", "dev", end.interface, "root", "tbf",
                                                       "rate", f"{float(rate)}mbit", "burst", "32kb",
                                                       "latency", "50ms"])
 
@@ -190,11 +190,11 @@ class Faults:
             self._nft(end, None)
             rate = rates[(end.namespace, end.interface)]
             if rate:  # back to the circuit's own shaping
-                self.lab.runtime.exec(end.namespace, ["tc", "qdisc", "replace", "dev", end.interface, "root", "tbf",
+                self.lab.runtime.net_exec(end.namespace, ["tc", "qdisc", "replace", "dev", end.interface, "root", "tbf",
                                                       "rate", f"{rate}mbit", "burst", f"{max(32, rate // 8)}kb",
                                                       "latency", "50ms"])
             else:
-                self.lab.runtime.exec(end.namespace, ["tc", "qdisc", "del", "dev", end.interface, "root"],
+                self.lab.runtime.net_exec(end.namespace, ["tc", "qdisc", "del", "dev", end.interface, "root"],
                                       check=False)
 
     # ---- nodes and daemons

@@ -286,7 +286,7 @@ class Probe:
         return "\n".join(lines) + "\n"
 
     def _nft(self, key: str, script: str) -> None:
-        self.lab.runtime.exec(key, ["nft", "-f", "-"], input=script)
+        self.lab.runtime.net_exec(key, ["nft", "-f", "-"], input=script)
 
     def _install(self) -> None:
         for key in self.namespaces():
@@ -295,14 +295,14 @@ class Probe:
 
     def _remove(self) -> None:
         for key in self.namespaces():
-            self.lab.runtime.exec(key, ["nft", "delete", "table", "inet", self.table], check=False)
+            self.lab.runtime.net_exec(key, ["nft", "delete", "table", "inet", self.table], check=False)
 
     def counters(self) -> dict[str, int | None]:
         """The kernel's counts now (None where the table is gone). Delivered is read first, so
         while packets flow, sent - delivered is never below what was really in flight."""
         found: dict[str, int | None] = {}
         for key, counter in ((self.target, "delivered"), (self.source, "sent")):
-            proc = self.lab.runtime.exec(key, ["nft", "-j", "list", "counter", "inet", self.table, counter],
+            proc = self.lab.runtime.net_exec(key, ["nft", "-j", "list", "counter", "inet", self.table, counter],
                                          check=False)
             found[counter] = None
             with contextlib.suppress(ValueError, KeyError, TypeError):
@@ -316,8 +316,8 @@ class Probe:
     def _popen(self, key: str, node: str, what: str, args: list[str], log: Path,
                stdout: int | None = None) -> subprocess.Popen[bytes]:
         with open(log, "ab") as err:
-            return self.lab.runtime.popen(key, [sys.executable, "-m", "bgplab.lab.probe_agent", *args], node=node,
-                                          what=what, stdout=stdout, stderr=err)
+            return self.lab.runtime.net_popen(key, [sys.executable, "-m", "bgplab.lab.probe_agent", *args], node=node,
+                                              what=what, stdout=stdout, stderr=err)
 
     def start(self) -> None:
         if self.meta.exists():

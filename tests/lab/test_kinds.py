@@ -2,7 +2,7 @@
 a broken user config is refused naming its file and line, and a small ExpressRoute lab with each
 as both CEs comes up through the CLI (sessions, routes, effective routes; pings through BIRD).
 
-The labs run under unique names and private state directories, as in test_lab_netns.py, and
+The labs run under unique names and private state directories, as in test_connect_to.py, and
 are always taken down, checking that nothing of them is left.
 """
 
@@ -21,6 +21,9 @@ from bgplab.expressroute.profile import PROFILES
 from bgplab.lab import system
 from bgplab.lab.kinds import ConfigCheckError, bird, exabgp, gobgp, node_handle
 from bgplab.lab.plan import LabPlan, Namespace, Node
+from bgplab.lab.runtime import RUNTIMES
+from bgplab.lab.runtime.netns import NetnsRuntime
+from bgplab.lab.state import LabState
 from bgplab.lab.topology import load_topology
 from tests.lab.labcli import Cli, leftovers, running_lab, wait_for
 
@@ -137,7 +140,7 @@ def test_exabgp_config_from_intent_passes_exabgp_validate(tmp_path: Path) -> Non
 def test_exabgp_node_fills_local_addresses_from_the_plan_and_adds_its_api(tmp_path: Path) -> None:
     plan = LabPlan("t", "fast", "t.yaml", {"ce2": Namespace("ce2", "ce2", (("ibgp", "10.0.12.2/30"),))}, (),
                    {"ce2": Node("ce2", "exabgp", ("ce2",), {"intent": CE_INTENT})})
-    node = exabgp.ExabgpNode(plan, plan.nodes["ce2"], None, tmp_path)  # type: ignore[arg-type]
+    node = exabgp.ExabgpNode(plan, plan.nodes["ce2"], unbuilt(plan, tmp_path), tmp_path)
     intent = node.intent()
     assert intent["neighbors"][2]["local_address"] == "10.0.12.2"
     assert CE_INTENT["neighbors"][2]["local_address"] is None  # the plan's own data is left alone
@@ -152,10 +155,25 @@ def test_exabgp_node_fills_local_addresses_from_the_plan_and_adds_its_api(tmp_pa
 # ---------------------------------------------------------------- a user's broken config, refused by the daemon
 
 
+def unbuilt(plan: LabPlan, root: Path) -> NetnsRuntime:
+    """The netns runtime of a plan, nothing of it created: enough to render a node's config."""
+    return NetnsRuntime(plan, LabState(plan.name, root))
+
+
 def start_user_config(kind: str, path: Path, workdir: Path) -> None:
-    plan = LabPlan("t", "fast", "t.yaml", {"ce1": Namespace("ce1", "ce1")}, (),
+    """Start a node with the user's file in a real namespace of its own (its checker runs in the
+    node), which goes with the lab's state whatever happens."""
+    name = f"uc{secrets.token_hex(3)}"
+    plan = LabPlan(name, "fast", "t.yaml", {"ce1": Namespace("ce1", "ce1")}, (),
                    {"ce1": Node("ce1", kind, ("ce1",), {"config": str(path)})})
-    node_handle(plan, plan.nodes["ce1"], None, workdir).start()  # type: ignore[arg-type]
+    state = LabState(name, workdir.parent / "state")
+    state.begin({})
+    try:
+        runtime = NetnsRuntime(plan, state)
+        runtime.create_namespaces()
+        node_handle(plan, plan.nodes["ce1"], runtime, workdir).start()
+    finally:
+        state.teardown()
 
 
 @pytest.mark.parametrize(("kind", "file", "where"), [
@@ -199,7 +217,7 @@ def test_exabgp_user_config_gets_the_api_in_each_top_level_neighbor(tmp_path: Pa
     exabgp.check_config(user)
     plan = LabPlan("t", "fast", "t.yaml", {"ce1": Namespace("ce1", "ce1")}, (),
                    {"ce1": Node("ce1", "exabgp", ("ce1",), {"config": str(user)})})
-    node = exabgp.ExabgpNode(plan, plan.nodes["ce1"], None, tmp_path)  # type: ignore[arg-type]
+    node = exabgp.ExabgpNode(plan, plan.nodes["ce1"], unbuilt(plan, tmp_path), tmp_path)
     (tmp_path / "helper.py").write_text("")
     config = node.with_api(node.config_text())
     exabgp.check_config(written(tmp_path, "exabgp.conf", config))
@@ -321,24 +339,24 @@ def test_bird_text_is_parsed_into_the_common_schema() -> None:
 Lab = tuple[Cli, str, dict[str, Any]]
 
 
-def bring_up(topology: str, prefix: str) -> Iterator[Lab]:
-    with running_lab(HERE / topology, prefix) as lab:
+def bring_up(topology: str, prefix: str, runtime: str) -> Iterator[Lab]:
+    with running_lab(HERE / topology, prefix, runtime) as lab:
         yield lab
 
 
 @pytest.fixture(scope="module")
-def bird_lab() -> Iterator[Lab]:
-    yield from bring_up("bird.yaml", "kb")
+def bird_lab(runtime: str) -> Iterator[Lab]:
+    yield from bring_up("bird.yaml", "kb", runtime)
 
 
 @pytest.fixture(scope="module")
-def gobgp_lab() -> Iterator[Lab]:
-    yield from bring_up("gobgp.yaml", "kg")
+def gobgp_lab(runtime: str) -> Iterator[Lab]:
+    yield from bring_up("gobgp.yaml", "kg", runtime)
 
 
 @pytest.fixture(scope="module")
-def exabgp_lab() -> Iterator[Lab]:
-    yield from bring_up("exabgp.yaml", "kx")
+def exabgp_lab(runtime: str) -> Iterator[Lab]:
+    yield from bring_up("exabgp.yaml", "kx", runtime)
 
 
 def received_at(lab: Lab, msee: str) -> list[tuple[str, str]]:
@@ -478,7 +496,8 @@ def test_exabgp_lab_is_up_as_one_ce_on_both_links(exabgp_lab: Lab) -> None:
 
 @pytest.mark.lab
 @pytest.mark.timeout(300)
-def test_up_with_a_broken_bird_config_exits_2_naming_the_file_and_leaves_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_up_with_a_broken_bird_config_exits_2_naming_the_file_and_leaves_nothing(tmp_path: Path, runtime: str) -> None:
     state = Path(tempfile.mkdtemp(prefix="bgplab-test-"))
     state.chmod(0o755)
     cli = Cli(state)
@@ -486,13 +505,13 @@ def test_up_with_a_broken_bird_config_exits_2_naming_the_file_and_leaves_nothing
     topology = tmp_path / "broken.yaml"
     topology.write_text(f"name: broken\nnodes:\n  ce1: {{kind: bird, config: {CONFIGS / 'bird-broken.conf'}}}\n")
     try:
-        proc = cli.run("up", str(topology), "--name", name, check=False)
+        proc = cli.run("up", str(topology), "--name", name, "--runtime", runtime, check=False)
         assert proc.returncode == 2, proc.stdout + proc.stderr
         assert f"{CONFIGS / 'bird-broken.conf'}:6:3 syntax error" in proc.stderr
     finally:
         cli.run("down", name, check=False)
         shutil.rmtree(state, ignore_errors=True)
-    assert leftovers(name) == {"namespaces": [], "processes": []}
+    assert not any(leftovers(name, runtime).values())
 
 
 def test_lab_topologies_load() -> None:

@@ -244,7 +244,7 @@ def test_a_steady_stream_rides_the_primary_msee(lab: Lab) -> None:
     assert json.loads((probe.dir / "report.json").read_text())["received"] == report.sent
     assert [e["action"] for e in lab.state.entries("probe") if e["name"] == "steady"] == ["start", "stop"]
     for key in probe.namespaces():  # its rules are gone
-        listed = lab.runtime.exec(key, ["nft", "list", "tables"]).stdout
+        listed = lab.runtime.net_exec(key, ["nft", "list", "tables"]).stdout
         assert probe.table not in listed
 
 

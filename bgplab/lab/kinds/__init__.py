@@ -106,6 +106,9 @@ class Kind:
     """Its nodes keep an event stream (`RunningNode.follow`): our own nodes."""
     generated: bool = False
     """Made by the expansion of `expressroute:` (MSEEs, gateways), never written in a topology's `nodes:`."""
+    image: str = "bgplab/host:latest"
+    """Its container under the docker runtime: bgplab's image with its programs (containers/build).
+    Our own nodes' processes run on the host; their containers only hold their namespaces."""
 
 
 _REGISTRY: dict[str, Kind] = {}

@@ -33,9 +33,17 @@ from pathlib import Path
 from typing import Any
 
 from bgplab.expressroute.profile import CeTimers, profile
-from bgplab.lab import system
 from bgplab.lab.kinds import ConfigCheckError, Kind, register, router
-from bgplab.lab.kinds.router import Neighbor, Route, RouterNode, address_key, check_family, family_of
+from bgplab.lab.kinds.router import (
+    Neighbor,
+    Route,
+    RouterNode,
+    Run,
+    address_key,
+    check_family,
+    family_of,
+    host_run,
+)
 from bgplab.lab.plan import LabPlan, Node
 from bgplab.lab.runtime import Runtime
 
@@ -49,12 +57,14 @@ def _retries(seconds: int) -> str:
     return f"  connect delay time {seconds}; connect retry time {seconds}; error wait time {seconds}, 5;"
 
 
-def check_config(path: Path) -> None:
-    """BIRD's own parser (`bird -p`), so a typo is reported, with its line, before anything starts."""
-    proc = system.run(["bird", "-p", "-c", str(path)], check=False)
+def check_config(path: Path, run: Run = host_run, shown: Path | None = None) -> None:
+    """BIRD's own parser (`bird -p`), so a typo is reported, with its line, before anything
+    starts; the error names `shown` (default: path)."""
+    proc = run(["bird", "-p", "-c", str(path)])
     if proc.returncode != 0:
         problems = [line.strip() for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
-        raise ConfigCheckError(f"{path}: BIRD refuses this config:\n  " + "\n  ".join(problems))
+        message = f"{path}: BIRD refuses this config:\n  " + "\n  ".join(problems)
+        raise ConfigCheckError(message.replace(str(path), str(shown)) if shown else message)
 
 
 def protocol_name(address: str) -> str:
@@ -88,13 +98,14 @@ class BirdNode(RouterNode):
     def start(self) -> None:
         d = self.workdir
         d.mkdir(parents=True, exist_ok=True)
-        if "config" in self.node.spec:
-            check_config(Path(self.node.spec["config"]))  # the user's own file: its name and line in any error
+        user = self.user_config()
+        if user:
+            check_config(user[0], self.run, user[1])  # the user's own file: its name and line in any error
         node_conf = d / "node.conf"
         node_conf.write_text(self.config_text())
         config = d / "bird.conf"
         config.write_text(self.preamble(node_conf))
-        check_config(config)
+        check_config(config, self.run)
         with open(d / "bird.out", "wb") as out:
             proc = self.runtime.popen(
                 self.key, ["bird", "-f", "-c", str(config), "-s", str(self.socket), "-P", str(d / "bird.pid")],
@@ -107,8 +118,8 @@ class BirdNode(RouterNode):
     # ---- queries
 
     def birdc_raw(self, *command: str) -> subprocess.CompletedProcess[str]:
-        # The control socket is a file in the node's directory: birdc needs no namespace to reach it.
-        return system.run(["birdc", "-s", str(self.socket), *command], check=False)
+        # The control socket is a file in the node's directory; the node's own birdc speaks to it.
+        return self.run(["birdc", "-s", str(self.socket), *command])
 
     def birdc(self, *command: str) -> str:
         proc = self.birdc_raw(*command)
@@ -403,4 +414,4 @@ def render_peers(log: Path, router_id: str, asn: int, listen_port: int, protocol
     return "\n".join([*lines, ""])
 
 
-register(Kind(KIND, BirdNode, start_rank=0, router=True))
+register(Kind(KIND, BirdNode, start_rank=0, router=True, image="bgplab/bird:latest"))

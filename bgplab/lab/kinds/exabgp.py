@@ -44,9 +44,17 @@ from typing import Any
 
 from bgplab import programs
 from bgplab.expressroute.profile import CeTimers, profile
-from bgplab.lab import system
 from bgplab.lab.kinds import ConfigCheckError, Kind, register
-from bgplab.lab.kinds.router import Neighbor, Route, RouterNode, address_key, canonical_address, check_family
+from bgplab.lab.kinds.router import (
+    Neighbor,
+    Route,
+    RouterNode,
+    Run,
+    address_key,
+    canonical_address,
+    check_family,
+    host_run,
+)
 from bgplab.lab.plan import LabPlan, Node
 from bgplab.lab.runtime import Runtime
 
@@ -100,21 +108,22 @@ destination = 'stdout'
 _NEIGHBOR = re.compile(r"^\s*neighbor\s+(\S+)\s*\{")
 
 
-def command(workdir: Path, config: Path) -> list[str]:
-    """ExaBGP on a config, with the environment `write_env` left in workdir."""
-    return [programs.program("exabgp"), "--env-file", str(workdir / "exabgp.env"), "server", str(config)]
+def command(workdir: Path, config: Path, exabgp: str | None = None) -> list[str]:
+    """ExaBGP (`exabgp`: how the node names it; default the host's) on a config, with the
+    environment `write_env` left in workdir."""
+    return [exabgp or programs.program("exabgp"), "--env-file", str(workdir / "exabgp.env"), "server", str(config)]
 
 
 def write_env(workdir: Path) -> None:
     (workdir / "exabgp.env").write_text(_ENV)
 
 
-def check_config(path: Path, shown: Path | None = None) -> None:
+def check_config(path: Path, run: Run = host_run, shown: Path | None = None, exabgp: str | None = None) -> None:
     """ExaBGP's own parser (`exabgp validate`); the error names `shown` (default: path) and the line.
 
     ExaBGP numbers lines without the comments and blank ones and echoes the line it refused as
     tokens; the line number reported is the one of the file, found from those tokens."""
-    proc = system.run([programs.program("exabgp"), "validate", str(path)], check=False, timeout=60)
+    proc = run([exabgp or programs.program("exabgp"), "validate", str(path)], timeout=60)
     if proc.returncode == 0:
         return
     problems = []
@@ -185,7 +194,7 @@ class ExabgpNode(RouterNode):
 
     def with_api(self, text: str) -> str:
         """The config with our API process, and an API block in every top-level neighbour for it."""
-        run = f"{sys.executable} {self.workdir / 'helper.py'} {self.messages}"
+        run = f"{self.runtime.program('python3')} {self.workdir / 'helper.py'} {self.messages}"
         api = ("  api {name} {{ processes [ " + API_PROCESS + " ]; neighbor-changes; "
                "receive {{ parsed; update; }} send {{ parsed; update; }} }}")  # a name per block: names are global
         lines = ["# bgplab's API process: it records what ExaBGP tells it, for `bgplab status` and `routes`",
@@ -206,20 +215,22 @@ class ExabgpNode(RouterNode):
     def start(self) -> None:
         d = self.workdir
         d.mkdir(parents=True, exist_ok=True)
-        if "config" in self.node.spec:
-            check_config(Path(self.node.spec["config"]))
+        exabgp = self.runtime.program("exabgp")
+        user = self.user_config()
+        if user:
+            check_config(user[0], self.run, user[1], exabgp)
         node_conf = d / "node.conf"
         node_conf.write_text(self.config_text())
-        check_config(node_conf)
+        check_config(node_conf, self.run, exabgp=exabgp)
         (d / "helper.py").write_text(_HELPER)
         write_env(d)
         config = d / "exabgp.conf"
         config.write_text(self.with_api(node_conf.read_text()))
-        check_config(config)
+        check_config(config, self.run, exabgp=exabgp)
         with open(self.log, "wb") as out:
-            proc = self.runtime.popen(self.key, command(d, config), node=self.node.name, what="exabgp", stdout=out,
-                                      stderr=subprocess.STDOUT, cwd=d)
-        (d / "exabgp.pid").write_text(f"{proc.pid}\n")  # `ip netns exec` execs exabgp: the same pid
+            proc = self.runtime.popen(self.key, command(d, config, exabgp), node=self.node.name, what="exabgp",
+                                      stdout=out, stderr=subprocess.STDOUT, cwd=d)
+        (d / "exabgp.pid").write_text(f"{proc.pid}\n")  # a runtime's popen gives exabgp's own pid
         self.wait_started(proc, self.messages.exists, "ExaBGP")  # the helper opens it once the config is read
 
     # ---- queries
@@ -525,4 +536,4 @@ def render_peers(workdir: Path, router_id: str, asn: int, listen_port: int, neig
     return "\n".join([*lines, ""])
 
 
-register(Kind(KIND, ExabgpNode, start_rank=0, router=True))
+register(Kind(KIND, ExabgpNode, start_rank=0, router=True, image="bgplab/exabgp:latest"))

@@ -17,7 +17,6 @@ import hashlib
 import ipaddress
 import json
 import re
-import shutil
 import socket
 import subprocess
 import time
@@ -36,9 +35,11 @@ from bgplab.lab.kinds.router import (
     Neighbor,
     Route,
     RouterNode,
+    Run,
     canonical_address,
     check_family,
     family_of,
+    host_run,
     valid_bfd_timers,
 )
 
@@ -62,9 +63,9 @@ _BGP_DEFAULTS = [" no bgp ebgp-requires-policy", " no bgp default ipv4-unicast",
 `network` statements announced whether or not a route to them exists."""
 
 
-def check_config(path: Path) -> None:
+def check_config(path: Path, run: Run = host_run) -> None:
     """FRR's own parser (`vtysh --dryrun`), so a typo is reported before anything starts."""
-    proc = system.run(["vtysh", "--dryrun", "-f", str(path)], check=False)
+    proc = run(["vtysh", "--dryrun", "-f", str(path)])
     if proc.returncode != 0:
         problems = [line.strip() for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
         raise ConfigCheckError(f"{path}: FRR refuses this config:\n  " + "\n  ".join(problems))
@@ -103,14 +104,13 @@ class FrrNode(RouterNode):
         config.write_text(self.config_text())
         if "config" in self.node.spec:
             try:
-                check_config(config)
+                check_config(config, self.run)
             except ConfigCheckError as exc:
                 raise ConfigCheckError(str(exc).replace(str(config), str(self.node.spec["config"]))) from None
         for daemon in DAEMONS:
             (d / f"{daemon}.conf").write_text("")
-        shutil.chown(d, "frr", "frr")
-        for path in d.iterdir():
-            shutil.chown(path, "frr", "frr")
+        # The node's own frr user (a container's may have another uid than the host's).
+        self.runtime.exec(self.key, ["chown", "-R", "frr:frr", str(d)])
         for daemon in DAEMONS:
             self._start_daemon(daemon)
         self._apply_config()
@@ -530,4 +530,4 @@ def render_bfdd(workdir: Path, neighbors: list[Neighbor]) -> str:
     return "\n".join([*lines, "exit", ""])
 
 
-register(Kind(KIND, FrrNode, start_rank=0, router=True))
+register(Kind(KIND, FrrNode, start_rank=0, router=True, image="bgplab/frr:latest"))

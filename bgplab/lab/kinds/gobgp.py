@@ -37,9 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from bgplab.expressroute.profile import CeTimers, profile
-from bgplab.lab import system
 from bgplab.lab.kinds import ConfigCheckError, Kind, register
-from bgplab.lab.kinds.router import STATES, Neighbor, RouterNode, address_key, check_family, family_of
+from bgplab.lab.kinds.router import STATES, Neighbor, RouterNode, Run, address_key, check_family, family_of, host_run
 from bgplab.lab.plan import LabPlan, Node
 from bgplab.lab.runtime import Runtime
 
@@ -54,9 +53,9 @@ def config_type(path: Path) -> str:
     return _CONFIG_TYPES.get(path.suffix.lower(), "toml")
 
 
-def check_config(path: Path, shown: Path | None = None) -> None:
+def check_config(path: Path, run: Run = host_run, shown: Path | None = None) -> None:
     """gobgpd's own reading of the file (`--dry-run`); the error names `shown` (default: path)."""
-    proc = system.run(["gobgpd", "--dry-run", "-f", str(path), "-t", config_type(path)], check=False, timeout=30)
+    proc = run(["gobgpd", "--dry-run", "-f", str(path), "-t", config_type(path)], timeout=30)
     if proc.returncode == 0:
         return
     problems = []
@@ -99,11 +98,12 @@ class GobgpNode(RouterNode):
     def start(self) -> None:
         d = self.workdir
         d.mkdir(parents=True, exist_ok=True)
-        if "config" in self.node.spec:
-            check_config(Path(self.node.spec["config"]))
+        user = self.user_config()
+        if user:
+            check_config(user[0], self.run, user[1])
         config = self.config_path()
         config.write_text(self.config_text())
-        check_config(config)
+        check_config(config, self.run)
         # A gobgpd that was killed (a fault, a crash) leaves its API socket behind, and a new one
         # cannot bind it: the file is ours, and no gobgpd of this node runs when start is called.
         self.socket.unlink(missing_ok=True)
@@ -112,7 +112,7 @@ class GobgpNode(RouterNode):
         with open(self.log, "wb") as out:
             proc = self.runtime.popen(self.key, args, node=self.node.name, what="gobgpd", stdout=out,
                                       stderr=subprocess.STDOUT, cwd=d)
-        (d / "gobgpd.pid").write_text(f"{proc.pid}\n")  # `ip netns exec` execs gobgpd: the same pid
+        (d / "gobgpd.pid").write_text(f"{proc.pid}\n")  # a runtime's popen gives gobgpd's own pid
         self.wait_started(proc, lambda: self.socket.exists() and '"asn"' in self.gobgp_raw("-j", "global").stdout,
                           "gobgpd")
         for prefix in self.node.spec.get("intent", {}).get("announce", []):
@@ -121,8 +121,8 @@ class GobgpNode(RouterNode):
     # ---- queries
 
     def gobgp_raw(self, *args: str) -> subprocess.CompletedProcess[str]:
-        # The API socket is a file in the node's directory: the CLI needs no namespace to reach it.
-        return system.run(["gobgp", "--target", f"unix://{self.socket}", *args], check=False)
+        # The API socket is a file in the node's directory; the node's own CLI speaks to it.
+        return self.run(["gobgp", "--target", f"unix://{self.socket}", *args])
 
     def gobgp(self, *args: str) -> str:
         proc = self.gobgp_raw(*args)
@@ -348,4 +348,4 @@ def render_peers(asn: int, router_id: str, listen_port: int, neighbors: Iterable
     return "\n".join([*lines, ""])
 
 
-register(Kind(KIND, GobgpNode, start_rank=0, router=True))
+register(Kind(KIND, GobgpNode, start_rank=0, router=True, image="bgplab/gobgp:latest"))

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from bgplab.lab import system
 from bgplab.lab.kinds import RunningNode
@@ -34,6 +34,17 @@ MSEE_BFD = (300, 300, 3)
 """The MSEE's BFD: (transmit ms, receive ms, multiplier)."""
 _COMMUNITY = re.compile(r"^\d+:\d+$")
 _LARGE_COMMUNITY = re.compile(r"^\d+:\d+:\d+$")
+
+
+class Run(Protocol):
+    """Runs a program to completion, unchecked: on the host (`host_run`), or in a node
+    (`RouterNode.run`), which is where a node's config checker and CLI belong."""
+
+    def __call__(self, args: list[str], timeout: float = 60.0) -> subprocess.CompletedProcess[str]: ...
+
+
+def host_run(args: list[str], timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    return system.run(args, False, timeout=timeout)
 
 
 def family_of(prefix: str) -> str:
@@ -151,6 +162,21 @@ class RouterNode(RunningNode):
         """The user's own config file as it is, or one rendered from the intent."""
         user = self.node.spec.get("config")
         return Path(user).read_text() if user else self.render(self.intent())
+
+    def run(self, args: list[str], timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        """One of the node's programs run in the node (its checker, its CLI): in a container, the
+        image's, which is the version of the daemon that runs there."""
+        return self.runtime.exec(self.key, args, check=False, timeout=timeout)
+
+    def user_config(self) -> tuple[Path, Path] | None:
+        """The user's own config file, copied into the node's directory (where a container sees
+        it too), with its own path for error messages; None for a generated config."""
+        user = self.node.spec.get("config")
+        if not user:
+            return None
+        copy = self.workdir / f"user{Path(user).suffix}"
+        copy.write_text(Path(user).read_text())
+        return copy, Path(user)
 
     # ---- process
 

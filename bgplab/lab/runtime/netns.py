@@ -15,10 +15,12 @@ from __future__ import annotations
 import ipaddress
 import re
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from bgplab import programs
 from bgplab.bgp.sockets import netns_path
 from bgplab.lab import system
 from bgplab.lab.plan import LabPlan, Link
@@ -101,22 +103,26 @@ class NetnsRuntime:
         self.configure()
 
     def create_namespaces(self) -> None:
-        for key, spec in self.plan.namespaces.items():
+        for key in self.plan.namespaces:
             name = self.ns(key)
             if namespace_exists(name):
                 raise RuntimeError(f"namespace {name} already exists: is lab {self.plan.name} up? (bgplab down it)")
             self.state.record("namespace", name=name, key=key)
             add_namespace(name)
-            forwarding = "1" if spec.forwarding else "0"
-            self.batch(key, ["link set lo up"])
-            self.sysctl(key, {
-                "net.ipv4.ip_forward": forwarding,
-                "net.ipv6.conf.all.forwarding": forwarding,
-                # Addresses survive link down/up (a fault heals by itself) and are usable at once.
-                "net.ipv6.conf.all.keep_addr_on_down": "1",
-                "net.ipv6.conf.default.accept_dad": "0",
-                "net.ipv6.conf.all.accept_dad": "0",
-            })
+            self.prepare(key)
+
+    def prepare(self, key: str) -> None:
+        """A new namespace's loopback and sysctls, before any link."""
+        forwarding = "1" if self.plan.namespaces[key].forwarding else "0"
+        self.batch(key, ["link set lo up"])
+        self.sysctl(key, {
+            "net.ipv4.ip_forward": forwarding,
+            "net.ipv6.conf.all.forwarding": forwarding,
+            # Addresses survive link down/up (a fault heals by itself) and are usable at once.
+            "net.ipv6.conf.all.keep_addr_on_down": "1",
+            "net.ipv6.conf.default.accept_dad": "0",
+            "net.ipv6.conf.all.accept_dad": "0",
+        })
 
     def create_links(self) -> None:
         for link in self.plan.links:
@@ -139,7 +145,7 @@ class NetnsRuntime:
             for ifname in interfaces:
                 rate = shaped.get((key, ifname))
                 if rate:
-                    self.exec(key, ["tc", "qdisc", "replace", "dev", ifname, "root", "tbf", "rate", f"{rate}mbit",
+                    self.net_exec(key, ["tc", "qdisc", "replace", "dev", ifname, "root", "tbf", "rate", f"{rate}mbit",
                                     "burst", f"{max(32, rate // 8)}kb", "latency", "50ms"])
 
     # ---- operating
@@ -148,7 +154,7 @@ class NetnsRuntime:
         ip_batch(self.ns(key), commands)
 
     def sysctl(self, key: str, values: dict[str, str]) -> None:
-        self.exec(key, ["sysctl", "-qw", *[f"{k}={v}" for k, v in values.items()]])
+        self.net_exec(key, ["sysctl", "-qw", *[f"{k}={v}" for k, v in values.items()]])
 
     def netns_path(self, key: str) -> str:
         return netns_path(self.ns(key))
@@ -160,15 +166,31 @@ class NetnsRuntime:
              input: str | None = None) -> subprocess.CompletedProcess[str]:
         return system.run(self.exec_argv(key, args), check, input=input, timeout=timeout)
 
+    def net_exec(self, key: str, args: Sequence[str], check: bool = True, timeout: float = 60.0, *,
+                 input: str | None = None) -> subprocess.CompletedProcess[str]:
+        """The host's programs are the node's: the same as `exec`."""
+        return system.run(exec_argv(self.ns(key), args), check, input=input, timeout=timeout)
+
+    def program(self, name: str) -> str:
+        return sys.executable if name == "python3" else programs.program(name)
+
     def processes(self, key: str) -> list[int]:
         return namespace_pids(self.ns(key))
 
     def popen(self, key: str | None, args: Sequence[str], *, node: str, what: str,
               stdout: Redirect = None, stderr: Redirect = None,
               cwd: Path | None = None) -> subprocess.Popen[bytes]:
-        """Start a long-running process (in a namespace, or the host's for our own nodes), journaled."""
         argv = list(args) if key is None else self.exec_argv(key, args)
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, cwd=cwd,
+        return self.spawn(argv, node=node, what=what, stdout=stdout, stderr=stderr, cwd=cwd)
+
+    def net_popen(self, key: str, args: Sequence[str], *, node: str, what: str,
+                  stdout: Redirect = None, stderr: Redirect = None) -> subprocess.Popen[bytes]:
+        return self.spawn(exec_argv(self.ns(key), args), node=node, what=what, stdout=stdout, stderr=stderr)
+
+    def spawn(self, argv: Sequence[str], *, node: str, what: str, stdout: Redirect, stderr: Redirect,
+              cwd: Path | None = None, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """Start a host command line in its own session, journaled before anything else can fail."""
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, cwd=cwd, env=env,
                                 start_new_session=True)
         self.state.record("process", pid=proc.pid, start=system.start_time(proc.pid), node=node, what=what)
         return proc
