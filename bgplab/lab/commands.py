@@ -26,6 +26,7 @@ from bgplab.lab.faults import KINDS as FAULT_KINDS
 from bgplab.lab.kinds import ConfigCheckError, NotSupported, RunningNode, kind_of
 from bgplab.lab.lab import Lab, LabError
 from bgplab.lab.plan import LabPlan
+from bgplab.lab.runtime import RUNTIMES
 from bgplab.lab.scenario import Runner, ScenarioError, load_scenario
 from bgplab.lab.state import LabState, labs
 from bgplab.lab.topology import LAB_NAME, TopologyError, load_topology, topology_schema
@@ -99,7 +100,14 @@ def verb_up(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument("topology", type=Path)
     parser.add_argument("--wait", type=float, help="seconds to wait for sessions (default: 60 fast, 300 azure)")
     parser.add_argument("--name", help="run under another lab name (two copies of one topology side by side)")
+    _runtime_option(parser)
     return _lab_verb(parser, cmd_up, lab_option=False)
+
+
+def _runtime_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--runtime", choices=RUNTIMES,
+                        help="where the nodes live (default: the topology's `runtime:`, else netns); docker "
+                             "needs the images of containers/build")
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -109,6 +117,8 @@ def cmd_up(args: argparse.Namespace) -> int:
             expected = "expected a lowercase letter, then up to 19 lowercase letters, digits or dashes"
             raise TopologyError(str(args.topology), None, "name", f"--name {args.name!r}: {expected}")
         plan = replace(plan, name=args.name)
+    if args.runtime:
+        plan = replace(plan, runtime=args.runtime)
     lab = Lab(plan)
     say = _progress(args)
     started = time.monotonic()
@@ -154,9 +164,11 @@ def cmd_down(args: argparse.Namespace) -> int:
     removed = []
     for state in states:
         done = state.teardown()
-        removed.append({"lab": state.lab, "processes": done.processes, "namespaces": done.namespaces})
-    text = "\n".join(f"lab {r['lab']} down: {r['namespaces']} namespaces, {r['processes']} processes removed"
-                     for r in removed) or "no lab to take down"
+        removed.append({"lab": state.lab, "processes": done.processes, "namespaces": done.namespaces,
+                        "containers": done.containers})
+    text = "\n".join(f"lab {r['lab']} down: {r['namespaces']} namespaces, "
+                     + (f"{r['containers']} containers, " if r["containers"] else "")
+                     + f"{r['processes']} processes removed" for r in removed) or "no lab to take down"
     _out(args, removed, text)
     return EXIT_OK
 
@@ -329,6 +341,7 @@ def verb_run(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument("--html", help="also write an HTML timeline here")
     parser.add_argument("--keep", action="store_true", help="leave the lab up afterwards")
     parser.add_argument("--name", help="bring the lab up under this name")
+    _runtime_option(parser)
     return _lab_verb(parser, cmd_run)
 
 
@@ -337,7 +350,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     lab = Lab.open(args.lab) if args.lab else None
     if args.name and not LAB_NAME.fullmatch(args.name):
         raise LabError(f"--name {args.name!r}: a lowercase letter, then up to 19 lowercase letters, digits or dashes")
-    result = Runner(scenario, lab=lab, keep=args.keep, name=args.name, progress=_progress(args)).run()
+    result = Runner(scenario, lab=lab, keep=args.keep, name=args.name, runtime=args.runtime,
+                    progress=_progress(args)).run()
     if sys.stderr.isatty() and not args.json:
         sys.stderr.write("\n")
     for option, render in ((args.junit, result.junit), (args.html, result.html)):

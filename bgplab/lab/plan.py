@@ -1,7 +1,7 @@
 """A lab as concrete things to create: namespaces, links, addresses, routes and node processes.
 
 `bgplab.lab.topology` turns a topology file (with its `expressroute:` intent) into a `LabPlan`;
-a runtime (netns today, docker later) creates exactly what the plan lists and nothing else, and
+a runtime (netns, or docker) creates exactly what the plan lists and nothing else, and
 records each step so `bgplab down` can undo it after any crash. Keeping the plan as plain data
 between the two means the expansion is unit-testable without root, and both runtimes share it.
 
@@ -67,6 +67,8 @@ class Node:
       namespace names go (`peerings.*.netns`, `netns`) and without `control`: the runtime fills
       both in;
     - host: {}."""
+    image: str | None = None
+    """The container image of its kind (the docker runtime's; its kind's `Kind.image`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +86,9 @@ class LabPlan:
     """Circuit -> its MSEE nodes, primary first (faults and commands name circuits)."""
     gateways: Mapping[str, str] = field(default_factory=dict)
     """VNet -> its gateway node."""
+    runtime: str = "netns"
+    """Where the nodes live: "netns" (network namespaces, host programs) or "docker" (a container
+    per namespace, from bgplab's images; bgplab.lab.runtime)."""
 
 
 def plan_to_data(plan: LabPlan) -> dict[str, Any]:
@@ -98,6 +103,7 @@ def plan_to_data(plan: LabPlan) -> dict[str, Any]:
         "expressroute": plan.expressroute,
         "circuits": {k: list(v) for k, v in plan.circuits.items()},
         "gateways": dict(plan.gateways),
+        "runtime": plan.runtime,
     }
 
 
@@ -114,7 +120,8 @@ def plan_from_data(data: Mapping[str, Any]) -> LabPlan:
         Link(Endpoint(**item["a"]), Endpoint(**item["b"]), item["physical"], item["vlan"], item["rate_mbps"])
         for item in data["links"]
     )
-    nodes = {k: Node(v["name"], v["kind"], tuple(v["namespaces"]), v["spec"]) for k, v in data["nodes"].items()}
+    nodes = {k: Node(v["name"], v["kind"], tuple(v["namespaces"]), v["spec"], v.get("image"))
+             for k, v in data["nodes"].items()}
     circuits = {k: tuple(v) for k, v in data.get("circuits", {}).items()}
     return LabPlan(data["name"], data["profile"], data["source"], namespaces, links, nodes, data["expressroute"],
-                   circuits, dict(data.get("gateways", {})))
+                   circuits, dict(data.get("gateways", {})), str(data.get("runtime", "netns")))

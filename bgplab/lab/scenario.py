@@ -245,9 +245,10 @@ class Runner:
     """Runs a scenario on a lab it brings up (and always takes down), or on a running one."""
 
     def __init__(self, scenario: Scenario, *, lab: Lab | None = None, keep: bool = False, name: str | None = None,
-                 progress: Callable[[str], None] | None = None) -> None:
+                 runtime: str | None = None, progress: Callable[[str], None] | None = None) -> None:
         self.scenario = scenario
         self.name = name
+        self.runtime = runtime
         self.given = lab
         self.keep = keep
         self.say = progress or (lambda _: None)
@@ -260,8 +261,7 @@ class Runner:
         lab = self.given
         if lab is None:
             plan = load_topology(self.scenario.topology)
-            if self.name:
-                plan = replace(plan, name=self.name)
+            plan = replace(plan, name=self.name or plan.name, runtime=self.runtime or plan.runtime)
             lab = Lab(plan)
             self.say(f"bringing up {plan.name} from {self.scenario.topology}")
             lab.up(self.say)

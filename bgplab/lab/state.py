@@ -4,8 +4,8 @@ Each resource is journaled *before* it is created (one JSON line, flushed and sy
 `up` killed with SIGKILL between two steps leaves a record that covers what exists. `down` then
 undoes what the journal names, tolerating what was never created or is already gone: processes
 (by pid, only if the start time still matches), then, newest first, every resource the runtime
-journaled, each undone by the runtime that made it (a namespace: what still runs in it, then the
-namespace, with every link and address in it), then the lab's directory.
+journaled, each undone by the runtime that made it (a container; a namespace: what still runs in
+it, then the namespace, with every link and address in it), then the lab's directory.
 
 Everything of a lab lives in one directory, `$BGPLAB_STATE_DIR/<lab>` (default /run/bgplab):
 the journal, node configs, control sockets, daemon working directories and logs.
@@ -38,6 +38,7 @@ class Teardown:
 
     processes: int
     namespaces: int
+    containers: int = 0
 
 
 class LabState:
@@ -91,13 +92,13 @@ class LabState:
             if system.start_time(pid) == started and system.alive(pid):
                 system.kill_pids([pid])
                 processes += 1
-        namespaces = 0
+        removed = {"namespace": 0, "container": 0}
         for entry in reversed([e for e in self.entries() if e.get("type") in RESOURCES]):
-            removed, ended = RESOURCES[entry["type"]](entry)
+            gone, ended = RESOURCES[entry["type"]](entry)
             processes += ended
-            namespaces += int(removed and entry["type"] == "namespace")
+            removed[entry["type"]] = removed.get(entry["type"], 0) + int(gone)
         shutil.rmtree(self.dir, ignore_errors=True)
-        return Teardown(processes, namespaces)
+        return Teardown(processes, removed["namespace"], removed["container"])
 
 
 def labs(root: Path | None = None) -> list[LabState]:

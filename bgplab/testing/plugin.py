@@ -4,6 +4,7 @@ Installed with bgplab (entry point `pytest11`), so any project's tests can say:
 
     def test_failover(bgplab_lab):
         lab = bgplab_lab("lab.yaml")                      # up now, down after the test, whatever happens
+        # (runtime="docker": the same lab in containers, whatever the file's `runtime:` says)
         lab.expect({"sessions": "established"}, within=30)
         probe = lab.probe("vm-onprem", "azure-vm", "onprem", rate=200)
         lab.fail("link", "ce1:eth1")
@@ -52,10 +53,10 @@ LabFactory = Callable[..., "LabSession"]
 class LabSession:
     """One running lab, for one test or one module."""
 
-    def __init__(self, topology: str | Path, *, name: str | None = None) -> None:
+    def __init__(self, topology: str | Path, *, name: str | None = None, runtime: str | None = None) -> None:
         self.topology = Path(topology)
         plan = load_topology(self.topology)
-        plan = replace(plan, name=name or f"{plan.name[:12]}-{secrets.token_hex(2)}")
+        plan = replace(plan, name=name or f"{plan.name[:12]}-{secrets.token_hex(2)}", runtime=runtime or plan.runtime)
         self.root = Path(tempfile.mkdtemp(prefix="bgplab-pytest-"))
         self.root.chmod(0o755)  # FRR drops privileges and must reach its working directory
         self.lab = Lab(plan, LabState(plan.name, self.root))
@@ -158,10 +159,10 @@ _FAILED = pytest.StashKey[bool]()
 
 
 def _factory(request: pytest.FixtureRequest, sessions: list[LabSession]) -> LabFactory:
-    def make(topology: str | Path, *, name: str | None = None) -> LabSession:
+    def make(topology: str | Path, *, name: str | None = None, runtime: str | None = None) -> LabSession:
         base = Path(str(request.node.path)).parent if hasattr(request.node, "path") else Path.cwd()
         path = Path(topology) if Path(topology).is_absolute() else base / topology
-        session = LabSession(path, name=name)
+        session = LabSession(path, name=name, runtime=runtime)
         sessions.append(session)
         return session.up()
 

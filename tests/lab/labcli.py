@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from bgplab.lab import system
+from bgplab.lab.runtime.docker import LAB_LABEL, client
 from bgplab.lab.runtime.netns import namespace_pids
 
 TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
@@ -63,11 +64,19 @@ def unique(prefix: str) -> str:
     return f"{prefix}{secrets.token_hex(3)}"
 
 
-def leftovers(name: str) -> dict[str, list[str]]:
-    """Namespaces of the lab, and processes in any of them, still on the machine."""
+def leftovers(name: str, runtime: str = "netns") -> dict[str, list[str]]:
+    """Namespaces of the lab, processes in any of them, and (docker) its containers, still on the machine."""
     found = sorted(n for n in os.listdir("/run/netns") if n.startswith(f"bl-{name}-")) if os.path.isdir(
         "/run/netns") else []
-    return {"namespaces": found, "processes": [str(p) for ns in found for p in namespace_pids(ns)]}
+    left = {"namespaces": found, "processes": [str(p) for ns in found for p in namespace_pids(ns)]}
+    if runtime == "docker":
+        left["containers"] = containers(name)
+    return left
+
+
+def containers(name: str) -> list[str]:
+    """Every container carrying the lab's label, running or not."""
+    return sorted(c.name for c in client().containers.list(all=True, filters={"label": f"{LAB_LABEL}={name}"}))
 
 
 def node_pids(state: Path, name: str) -> list[int]:
@@ -88,18 +97,19 @@ def wait_for(what: str, predicate: Callable[[], _T], timeout: float = 30.0) -> _
 
 
 @contextlib.contextmanager
-def running_lab(topology: str | Path, prefix: str) -> Iterator[tuple[Cli, str, dict[str, Any]]]:
-    """`bgplab up` a lab (a ready one by file name, or any path) under a unique name; `bgplab
-    down` it and prove nothing is left."""
+def running_lab(topology: str | Path, prefix: str, runtime: str = "netns") -> Iterator[tuple[Cli, str, dict[str, Any]]]:
+    """`bgplab up` a lab (a ready one by file name, or any path) under a unique name, on a
+    runtime; `bgplab down` it and prove nothing is left."""
     with state_dir() as state:
         cli = Cli(state)
         name = unique(prefix)
         try:
-            up = cli.run("up", str(TOPOLOGIES / topology), "--name", name, "--json", check=False)
+            up = cli.run("up", str(TOPOLOGIES / topology), "--name", name, "--runtime", runtime, "--json",
+                         check=False)
             assert up.returncode == 0, f"up exited {up.returncode}: {up.stdout}\n{up.stderr}"
             yield cli, name, json.loads(up.stdout)
         finally:
             pids = node_pids(state, name)
             cli.run("down", name, check=False)
-            assert leftovers(name) == {"namespaces": [], "processes": []}
+            assert not any(leftovers(name, runtime).values()), leftovers(name, runtime)
             assert not [p for p in pids if system.alive(p)]

@@ -1,4 +1,5 @@
-"""Whole labs through the CLI, as a user runs them: `bgplab up`, look, ping, `bgplab down`.
+"""Whole labs through the CLI, as a user runs them: `bgplab up`, look, ping, `bgplab down`, on
+both runtimes (network namespaces, and a Docker container per namespace).
 
 Each lab runs under a unique name (`--name`) and a private state directory, so tests never meet
 a user's labs or each other; whatever happens, the fixture takes the lab down and checks that
@@ -17,6 +18,8 @@ from typing import Any
 import pytest
 
 from bgplab.lab import system
+from bgplab.lab.runtime import RUNTIMES
+from bgplab.lab.runtime.docker import client
 from tests.lab.labcli import TOPOLOGIES, Cli, leftovers, node_pids, running_lab, state_dir, unique, wait_for
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(300)]
@@ -28,8 +31,8 @@ def cli() -> Iterator[Cli]:
 
 
 @pytest.fixture(scope="module")
-def connect_to() -> Iterator[tuple[Cli, str, dict[str, Any]]]:
-    with running_lab("connect-to.yaml", "ct") as lab:
+def connect_to(runtime: str) -> Iterator[tuple[Cli, str, dict[str, Any]]]:
+    with running_lab("connect-to.yaml", "ct", runtime) as lab:
         yield lab
 
 
@@ -86,6 +89,35 @@ def test_packets_flow_between_the_azure_vm_and_on_premises(connect_to: tuple[Cli
     assert hops == ["10.1.1.1", "192.168.100.130", "169.254.0.2", "10.100.1.10"]  # ce1, MSEE1, gateway, VM
 
 
+def test_the_routers_run_from_their_runtime_and_see_the_msees_themselves(
+    connect_to: tuple[Cli, str, dict[str, Any]], runtime: str
+) -> None:
+    """On docker, ce1's bgpd runs in its container's filesystem (the image's FRR), not the host's;
+    on netns, in the host's. Either way its own vtysh shows both MSEE sessions, then a cut fibre."""
+    cli, name, _ = connect_to
+    bgpd = int((cli.state_dir / name / "nodes" / "ce1" / "bgpd.pid").read_text())
+    mounts = os.readlink(f"/proc/{bgpd}/ns/mnt")
+    if runtime == "docker":
+        init = client().containers.get(f"bl-{name}-ce1").attrs["State"]["Pid"]
+        assert mounts == os.readlink(f"/proc/{init}/ns/mnt") != os.readlink("/proc/self/ns/mnt")
+        assert Path(f"/proc/{bgpd}/root/etc/hostname").read_text().strip() == "ce1"
+    else:
+        assert mounts == os.readlink("/proc/self/ns/mnt")
+
+    def established() -> set[str]:
+        summary = json.loads(cli.run("exec", "--lab", name, "ce1", "--", "vtysh", "-c",
+                                     "show bgp ipv4 unicast summary json").stdout)
+        return {a for a, p in summary["peers"].items() if p["state"] == "Established"}
+
+    assert {"192.168.100.130", "198.51.100.2"} <= established()
+    cli.json("fail", "link", "ce1:eth1", "--lab", name)
+    try:
+        wait_for("ce1 to see the cut", lambda: not {"192.168.100.130", "198.51.100.2"} & established(), timeout=15)
+    finally:
+        cli.run("restore", "link", "ce1:eth1", "--lab", name)
+    wait_for("ce1's MSEE sessions back", lambda: {"192.168.100.130", "198.51.100.2"} <= established(), timeout=30)
+
+
 def test_status_reports_every_node_healthy(connect_to: tuple[Cli, str, dict[str, Any]]) -> None:
     cli, name, _ = connect_to
     status = cli.json("status", "--lab", name)
@@ -96,36 +128,38 @@ def test_status_reports_every_node_healthy(connect_to: tuple[Cli, str, dict[str,
 
 
 def test_a_second_copy_runs_beside_and_up_twice_is_refused(
-    connect_to: tuple[Cli, str, dict[str, Any]], tmp_path: Path
+    connect_to: tuple[Cli, str, dict[str, Any]], runtime: str, tmp_path: Path
 ) -> None:
     cli, name, _ = connect_to
     again = cli.run("up", str(TOPOLOGIES / "connect-to.yaml"), "--name", name, check=False)
     assert again.returncode == 3 and f"lab {name} is already up" in again.stderr
     other = unique("cx")
     try:
-        up = cli.run("up", str(TOPOLOGIES / "connect-to.yaml"), "--name", other, "--json")
+        up = cli.run("up", str(TOPOLOGIES / "connect-to.yaml"), "--name", other, "--runtime", runtime, "--json")
         assert json.loads(up.stdout)["established"] is True
         assert cli.json("status", "--lab", name)["state"] == "up"  # the first one is untouched
     finally:
         cli.run("down", other, check=False)
-    assert leftovers(other) == {"namespaces": [], "processes": []}
+    assert not any(leftovers(other, runtime).values())
     assert cli.json("status", "--lab", name)["state"] == "up"
 
 
-def test_up_killed_half_way_is_cleaned_by_down(cli: Cli) -> None:
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_up_killed_half_way_is_cleaned_by_down(cli: Cli, runtime: str) -> None:
     name = unique("ck")
-    proc = cli.popen("up", str(TOPOLOGIES / "connect-to.yaml"), "--name", name)
+    proc = cli.popen("up", str(TOPOLOGIES / "connect-to.yaml"), "--name", name, "--runtime", runtime)
     try:
         wait_for("a node process started", lambda: node_pids(cli.state_dir, name), timeout=60)
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-    created = leftovers(name)
+    created = leftovers(name, runtime)
     assert created["namespaces"], "the kill came too late to test anything"
+    assert runtime == "netns" or created["containers"]
     pids = node_pids(cli.state_dir, name)
     down = cli.run("down", name)
     assert f"lab {name} down" in down.stdout
-    assert leftovers(name) == {"namespaces": [], "processes": []}
+    assert not any(leftovers(name, runtime).values()), leftovers(name, runtime)
     assert not [p for p in pids if system.alive(p)]
     assert not (cli.state_dir / name).exists()
 

@@ -1,4 +1,4 @@
-"""The ready labs in topologies/ other than connect-to (tested in test_lab_netns.py): each comes
+"""The ready labs in topologies/ other than connect-to (tested in test_connect_to.py): each comes
 up with every session established and shows what it exists to show, in routes and in packets."""
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ def pings(cli: Cli, name: str, node: str, target: str) -> bool:
                    check=False).returncode == 0
 
 
-def test_forced_tunnel_sends_azure_internet_traffic_on_premises_then_falls_back() -> None:
-    with running_lab("forced-tunnel.yaml", "ft") as (cli, name, up):
+def test_forced_tunnel_sends_azure_internet_traffic_on_premises_then_falls_back(runtime: str) -> None:
+    with running_lab("forced-tunnel.yaml", "ft", runtime) as (cli, name, up):
         assert up["established"]
         # ce1 runs the user's own config file (checked with vtysh --dryrun before start).
         default = wait_for("0/0 learned from on-premises",
@@ -47,12 +47,12 @@ def test_forced_tunnel_sends_azure_internet_traffic_on_premises_then_falls_back(
         assert hops(cli, name, "azure-vm", "203.0.113.2") == ["10.100.0.1", "192.0.2.1", "203.0.113.2"]
 
 
-def test_microsoft_peering_delivers_exactly_the_filtered_service_prefixes() -> None:
+def test_microsoft_peering_delivers_exactly_the_filtered_service_prefixes(runtime: str) -> None:
     catalogue = load_catalogue()
     allowed = {0x2F2C1392, catalogue.region("west-europe").microsoft_community}  # 12076:5010, 12076:51002
     expected = {str(p.prefix) for p in catalogue.prefixes
                 if p.prefix.version == 4 and allowed.intersection(p.communities)}
-    with running_lab("microsoft-peering.yaml", "mp") as (cli, name, up):
+    with running_lab("microsoft-peering.yaml", "mp", runtime) as (cli, name, up):
         assert up["established"]
 
         def from_msee1() -> dict[str, dict[str, Any]]:
@@ -76,8 +76,8 @@ def test_microsoft_peering_delivers_exactly_the_filtered_service_prefixes() -> N
         assert sessions[("contoso-ams-msee1", "198.51.100.1")]["flaps"] == 0
 
 
-def test_connect_through_keeps_the_two_customers_apart() -> None:
-    with running_lab("connect-through.yaml", "cth") as (cli, name, up):
+def test_connect_through_keeps_the_two_customers_apart(runtime: str) -> None:
+    with running_lab("connect-through.yaml", "cth", runtime) as (cli, name, up):
         assert up["established"]
         wait_for("customer A's site route in VNet A",
                  lambda: next_hop_type(cli, name, "vnet-a", "10.110.0.0/16") == "VirtualNetworkGateway")

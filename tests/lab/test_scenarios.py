@@ -20,14 +20,14 @@ READY = sorted(ROOT.glob("*.yaml"))
 BROKEN = sorted((ROOT / "broken").glob("*.yaml"))
 
 
-def run(path: Path, tmp_path: Path) -> tuple[int, dict[str, object], Path, Path]:
+def run(path: Path, tmp_path: Path, runtime: str = "netns") -> tuple[int, dict[str, object], Path, Path]:
     with state_dir() as state:
         cli = Cli(state)
         name = unique("sc")
         junit, page = tmp_path / "junit.xml", tmp_path / "report.html"
-        proc = cli.run("run", str(path), "--name", name, "--json", "--junit", str(junit), "--html", str(page),
-                       check=False, timeout=240)
-        assert leftovers(name) == {"namespaces": [], "processes": []}
+        proc = cli.run("run", str(path), "--name", name, "--runtime", runtime, "--json", "--junit", str(junit),
+                       "--html", str(page), check=False, timeout=240)
+        assert not any(leftovers(name, runtime).values())
     assert proc.stdout, proc.stderr
     return proc.returncode, json.loads(proc.stdout), junit, page
 
@@ -35,8 +35,8 @@ def run(path: Path, tmp_path: Path) -> tuple[int, dict[str, object], Path, Path]
 @pytest.mark.lab
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("path", READY, ids=[p.stem for p in READY])
-def test_ready_scenario_passes(path: Path, tmp_path: Path) -> None:
-    code, report, junit, page = run(path, tmp_path)
+def test_ready_scenario_passes(path: Path, tmp_path: Path, runtime: str) -> None:
+    code, report, junit, page = run(path, tmp_path, runtime)
     failed = [s for s in report["steps"] if not s["ok"]]  # type: ignore[union-attr]
     assert code == 0 and report["passed"], f"{report['error']}\n{json.dumps(failed, indent=1)}"
     suite = ET.parse(junit).getroot()

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bgplab.expressroute.model import AZURE_ASN, Circuit, Model, PeeringType, Side
-from bgplab.lab.kinds import ROUTER_KINDS
+from bgplab.lab.kinds import ROUTER_KINDS, kind_of
 from bgplab.lab.plan import Endpoint, LabPlan, Link, Namespace, Node
 from bgplab.lab.topology.schema import NodeSpec, PrefixRangeSpec, TopologyFile, VNetSpec
 from bgplab.source import Source
@@ -170,7 +170,8 @@ class Expander:
         self._host_routes()
         self._router_specs()
         nodes = {
-            name: Node(name, self.kinds[name], tuple(self.node_namespaces[name]), self.specs.get(name, {}))
+            name: Node(name, self.kinds[name], tuple(self.node_namespaces[name]), self.specs.get(name, {}),
+                       kind_of(self.kinds[name]).image)
             for name in self.names
         }
         return LabPlan(
@@ -183,6 +184,7 @@ class Expander:
             expressroute=model_data,
             circuits={name: tuple(msees) for name, msees in self.circuits.items()},
             gateways=dict(self.gateways),
+            runtime=self.spec.runtime,
         )
 
     # -------------------------------------------------------- names and namespaces

@@ -232,6 +232,8 @@ class TopologyFile(_Spec):
 
     name: LabName
     profile: Literal["fast", "azure"] = "azure"
+    runtime: Literal["netns", "docker"] = "netns"
+    """Where the nodes live: network namespaces (the default), or a Docker container each."""
     expressroute: ExpressRouteSpec | None = None
     nodes: Annotated[dict[str, NodeSpec], BeforeValidator(empty_if_none)] = Field(default_factory=dict)
     links: Annotated[list[LinkItem], BeforeValidator(lambda v: [] if v is None else v)] = Field(default_factory=list)

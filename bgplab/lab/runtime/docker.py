@@ -1,0 +1,178 @@
+"""The docker runtime: a container per plan namespace, wired exactly as the netns runtime wires namespaces.
+
+Each namespace of the plan is a container of its node's image (bgplab's, built by
+`containers/build`) with no Docker networking of its own (`network_mode: none`). Its network
+namespace is then given the name the netns runtime would use (`ip netns attach`), so links,
+addresses, routes, bridges, shaping, faults and probes are the netns runtime's own code, acting
+from the host; only where a node's programs run differs.
+
+A node's programs (its daemon, that daemon's CLI and config checker, `bgplab exec`) run from
+the container's filesystem: `nsenter` into its mount, UTS, IPC and network namespaces, which
+execs the program in place, so the pid the lab journals, signals and reads back from pid files
+is the program's own. For that the containers share the host's pid namespace (`pid_mode: host`):
+a program outside a container's pid namespace would find its own /proc/self missing. The
+container's init (`sleep infinity`, the images' CMD) holds the namespaces and runs nothing else.
+Our own nodes (msee, gateway) stay host processes that open their sockets in their containers'
+network namespaces, as in the netns runtime (one MSEE serves peerings in two containers).
+
+The lab's state directory is bind-mounted at the same path into every container, so configs,
+pid files, control sockets and logs are where the lab reads them. Every container carries the
+labels `org.bgplab.lab` and `org.bgplab.namespace`, and is journaled before it is created:
+`bgplab down` removes it after any crash (and only a container with the lab's label).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import docker
+import docker.errors
+from docker.models.containers import Container
+
+from bgplab.lab import system
+from bgplab.lab.plan import LabPlan
+from bgplab.lab.runtime.netns import NetnsRuntime, Redirect, namespace_exists, namespace_pids
+
+if TYPE_CHECKING:
+    from bgplab.lab.state import LabState
+
+LAB_LABEL = "org.bgplab.lab"
+NAMESPACE_LABEL = "org.bgplab.namespace"
+NODE_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root",
+            "LANG": "C.UTF-8"}
+"""The environment of a node's programs: the image's, not the host's (no virtual environment's PATH)."""
+_PARALLEL = 8
+"""Containers created at once: the engine starts each in ~0.25 s, mostly waiting."""
+
+
+class DockerError(RuntimeError):
+    """The Docker engine is unreachable, or refused; the message says what to do."""
+
+
+def client() -> docker.DockerClient:
+    """The engine DOCKER_HOST names (default: /var/run/docker.sock)."""
+    try:
+        engine = docker.from_env(timeout=60)
+        engine.ping()
+    except docker.errors.DockerException as exc:
+        raise DockerError(f"cannot reach the Docker engine ({exc}); start one with scripts/dockerd") from None
+    return engine
+
+
+def remove_container(entry: Mapping[str, Any]) -> tuple[bool, int]:
+    """Undo a journaled container: remove it by name, if it still is there and carries the lab's
+    label (a container of the same name that is not the lab's is never touched)."""
+    try:
+        container = client().containers.get(str(entry["name"]))
+    except docker.errors.NotFound:
+        return False, 0
+    if container.labels.get(LAB_LABEL) != entry.get("lab"):
+        return False, 0
+    container.remove(force=True)
+    return True, 0
+
+
+class DockerRuntime(NetnsRuntime):
+    def __init__(self, plan: LabPlan, state: LabState) -> None:
+        super().__init__(plan, state)
+        self._client: docker.DockerClient | None = None
+        self._pids: dict[str, int] = {}
+
+    @property
+    def docker(self) -> docker.DockerClient:
+        if self._client is None:
+            self._client = client()
+        return self._client
+
+    def image(self, key: str) -> str:
+        node = self.plan.nodes[self.plan.namespaces[key].node]
+        if not node.image:
+            raise DockerError(f"node {node.name} ({node.kind}) has no container image")
+        return node.image
+
+    # ---- building
+
+    def create_namespaces(self) -> None:
+        keys = list(self.plan.namespaces)
+        for image in sorted({self.image(key) for key in keys}):
+            try:
+                self.docker.images.get(image)
+            except docker.errors.ImageNotFound:
+                kind = image.split("/", 1)[-1].split(":", 1)[0]
+                raise DockerError(f"image {image} is not built; build it with: containers/build {kind}") from None
+        for key in keys:
+            name = self.ns(key)
+            if namespace_exists(name):
+                raise RuntimeError(f"namespace {name} already exists: is lab {self.plan.name} up? (bgplab down it)")
+            # Journaled first, both: a crash between the engine creating the container and its
+            # namespace getting its name leaves nothing `down` does not know of.
+            # `down` undoes the newest first: the container (and its init) goes, then whatever
+            # still runs in its network namespace, then the namespace's name.
+            self.state.record("namespace", name=name, key=key)
+            self.state.record("container", name=name, key=key, lab=self.plan.name)
+        with ThreadPoolExecutor(_PARALLEL) as pool:
+            pids = list(pool.map(self._create, keys))
+        for key, pid in zip(keys, pids, strict=True):
+            self._pids[key] = pid
+            system.run(["ip", "netns", "attach", self.ns(key), str(pid)])
+            self.prepare(key)
+
+    def _create(self, key: str) -> int:
+        name = self.ns(key)
+        try:
+            # Its init holds the namespaces whatever the image's CMD: the kinds start the daemons.
+            container = self.docker.containers.run(
+                self.image(key), ["sleep", "infinity"], name=name, hostname=self.plan.namespaces[key].node[:63],
+                detach=True, network_mode="none", pid_mode="host",
+                labels={LAB_LABEL: self.plan.name, NAMESPACE_LABEL: key},
+                volumes={str(self.state.dir): {"bind": str(self.state.dir), "mode": "rw"}},
+            )
+        except docker.errors.APIError as exc:
+            raise DockerError(f"container {name}: {exc.explanation or exc}") from None
+        return self._running_pid(container)
+
+    @staticmethod
+    def _running_pid(container: Container) -> int:
+        container.reload()
+        pid = int(container.attrs["State"]["Pid"])
+        if not pid:
+            raise DockerError(f"container {container.name} is not running: {container.logs(tail=20).decode()}")
+        return pid
+
+    # ---- operating
+
+    def init_pid(self, key: str) -> int:
+        """The container's init, which holds its namespaces (and is no daemon of the node)."""
+        if key not in self._pids:
+            try:
+                self._pids[key] = self._running_pid(self.docker.containers.get(self.ns(key)))
+            except docker.errors.NotFound:
+                raise DockerError(f"container {self.ns(key)} of lab {self.plan.name} is gone") from None
+        return self._pids[key]
+
+    def exec_argv(self, key: str, args: Sequence[str], cwd: Path | None = None) -> list[str]:
+        """nsenter execs in place (no pid namespace to enter), and `env -i` gives the image's
+        environment, in place too: the command's pid is the program's."""
+        where = f"--wd={cwd}" if cwd is not None else "--wd"
+        env = {**NODE_ENV, **({"TERM": os.environ["TERM"]} if "TERM" in os.environ else {})}
+        return ["nsenter", "--target", str(self.init_pid(key)), "--mount", "--uts", "--ipc", "--net", "--root",
+                where, "--", "env", "-i", *(f"{k}={v}" for k, v in env.items()), *args]
+
+    def program(self, name: str) -> str:
+        return name
+
+    def processes(self, key: str) -> list[int]:
+        init = self.init_pid(key)
+        return [pid for pid in namespace_pids(self.ns(key)) if pid != init]
+
+    def popen(self, key: str | None, args: Sequence[str], *, node: str, what: str,
+              stdout: Redirect = None, stderr: Redirect = None,
+              cwd: Path | None = None) -> subprocess.Popen[bytes]:
+        if key is None:
+            return super().popen(None, args, node=node, what=what, stdout=stdout, stderr=stderr, cwd=cwd)
+        return self.spawn(self.exec_argv(key, args, cwd), node=node, what=what, stdout=stdout, stderr=stderr)
