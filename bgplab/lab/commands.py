@@ -181,13 +181,17 @@ def cmd_status(args: argparse.Namespace) -> int:
     lab = Lab.open(args.lab)
     sessions = lab.sessions()
     problems = {name: p for name in sorted(lab.plan.nodes) if (p := lab.node(name).healthy())}
+    blind = {name: why for name in sorted(lab.plan.nodes) if (why := lab.node(name).blind())}
     active = [f.key() for f in Faults(lab).active()]
     data = {"lab": lab.plan.name, "profile": lab.plan.profile, "state": lab.state.status(), "faults": active,
-            "nodes": {n: {"kind": lab.plan.nodes[n].kind, "problem": problems.get(n)} for n in sorted(lab.plan.nodes)},
+            "nodes": {n: {"kind": lab.plan.nodes[n].kind, "problem": problems.get(n), "blind": blind.get(n)}
+                      for n in sorted(lab.plan.nodes)},
             "sessions": sessions}
     text = f"lab {lab.plan.name} ({lab.plan.profile}): {lab.state.status()}\n{_table(sessions, SESSION_COLUMNS)}"
     for name, problem in problems.items():
         text += f"\n{name}: {problem}"
+    for name, why in blind.items():
+        text += f"\n{name}: not seen: {why}"
     if active:
         text += "\nfaults in force: " + ", ".join(active)
     _out(args, data, text)

@@ -68,7 +68,13 @@ class Node:
       both in;
     - host: {}."""
     image: str | None = None
-    """The container image of its kind (the docker runtime's; its kind's `Kind.image`)."""
+    """Its container image under the docker runtime: its kind's `Kind.image`, or a user's (linux)."""
+    container: Mapping[str, Any] = field(default_factory=dict)
+    """What the docker runtime needs beyond the image, for a user's image (kind linux): `init`
+    (true: the image's own entrypoint runs as the container's init), `binds` (["HOST:PATH:ro|rw"],
+    absolute), `env` ({NAME: value}), `copies` ([[HOST, PATH]]: a file copied into the lab's state
+    and mounted there read-write, as a startup config the image may rewrite; the user's own file is
+    never touched). Empty for bgplab's images."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +126,7 @@ def plan_from_data(data: Mapping[str, Any]) -> LabPlan:
         Link(Endpoint(**item["a"]), Endpoint(**item["b"]), item["physical"], item["vlan"], item["rate_mbps"])
         for item in data["links"]
     )
-    nodes = {k: Node(v["name"], v["kind"], tuple(v["namespaces"]), v["spec"], v.get("image"))
+    nodes = {k: Node(v["name"], v["kind"], tuple(v["namespaces"]), v["spec"], v.get("image"), v.get("container", {}))
              for k, v in data["nodes"].items()}
     circuits = {k: tuple(v) for k, v in data.get("circuits", {}).items()}
     return LabPlan(data["name"], data["profile"], data["source"], namespaces, links, nodes, data["expressroute"],

@@ -517,4 +517,4 @@ def test_up_with_a_broken_bird_config_exits_2_naming_the_file_and_leaves_nothing
 def test_lab_topologies_load() -> None:
     for path in sorted(HERE.glob("*.yaml")):
         plan = load_topology(path)
-        assert {n.kind for n in plan.nodes.values()} & {"bird", "gobgp", "exabgp"}, path
+        assert {n.kind for n in plan.nodes.values()} & {"bird", "gobgp", "exabgp", "linux"}, path

@@ -428,7 +428,7 @@ def test_schema_describes_every_expressroute_field() -> None:
 
 BAD = [
     ("bad-kind.yaml", 4, "nodes.ce1.kind",
-     "kind 'cisco' is not one bgplab runs; valid kinds: frr, bird, gobgp, exabgp, host"),
+     "kind 'cisco' is not one bgplab runs; valid kinds: frr, bird, gobgp, exabgp, linux, host"),
     ("bad-duplicate-address.yaml", 11, "nodes.onprem.interfaces.eth1[0]",
      "10.1.1.1 is already assigned to ce1 eth1 (nodes.ce1.interfaces.eth1[0])"),
     ("bad-msee-address.yaml", 13, "nodes.ce1.interfaces.eth9[0]",
@@ -518,7 +518,7 @@ def test_edge_must_be_a_router_that_exists() -> None:
       ce2: {kind: frr}
     """)
     assert (error.line, error.field) == (7, "expressroute.circuits.c1.edges[0]")
-    assert "ce1 is a host; a circuit's edges are routers (frr, bird, gobgp, exabgp)" in error.message
+    assert "ce1 is a host; a circuit's edges are routers (frr, bird, gobgp, exabgp, linux)" in error.message
     error = circuit_refusal("""
     nodes:
       ce1: {kind: frr}

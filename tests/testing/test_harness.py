@@ -15,8 +15,8 @@ ROUTE = Route("10.1.0.0/16", next_hop="192.0.2.9", as_path=(64500, 64501), med=5
 
 
 def test_kinds_register_themselves_in_the_order_messages_list_them() -> None:
-    assert kinds.KINDS == ("frr", "bird", "gobgp", "exabgp", "msee", "gateway", "host")
-    assert kinds.ROUTER_KINDS == ("frr", "bird", "gobgp", "exabgp")
+    assert kinds.KINDS == ("frr", "bird", "gobgp", "exabgp", "linux", "msee", "gateway", "host")
+    assert kinds.ROUTER_KINDS == ("frr", "bird", "gobgp", "exabgp", "linux")
     assert [kinds.kind_of(k).start_rank for k in ("frr", "msee", "gateway", "host")] == [0, 1, 2, 3]
     assert [k for k in kinds.KINDS if kinds.kind_of(k).events] == ["msee", "gateway"]
 

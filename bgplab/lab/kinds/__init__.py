@@ -65,6 +65,11 @@ class RunningNode(ABC):
     @abstractmethod
     def stop(self) -> None: ...
 
+    def blind(self) -> str | None:
+        """Why bgplab cannot see this node's BGP (a user's image it has no CLI for), or None: its
+        sessions and routes are then none, rather than a guess."""
+        return None
+
     def command_args(self, args: list[str]) -> list[str]:
         """A command for `bgplab exec`, pointed at this node's own instance of a tool (vtysh at
         its own FRR, not a system one); most kinds run commands as given."""
@@ -135,7 +140,7 @@ def node_handle(plan: LabPlan, node: Node, runtime: Runtime, workdir: Path) -> R
 
 
 # The kinds, in the order messages list them; importing a module registers its kinds.
-for _module in ("frr", "bird", "gobgp", "exabgp", "ours", "host"):
+for _module in ("frr", "bird", "gobgp", "exabgp", "linux", "ours", "host"):
     importlib.import_module(f"{__name__}.{_module}")
 
 KINDS = tuple(_REGISTRY)

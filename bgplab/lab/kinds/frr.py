@@ -198,19 +198,12 @@ class FrrNode(RouterNode):
             raise RuntimeError(f"{self.node.name}: vtysh {' / '.join(commands)}: {(proc.stdout + proc.stderr).strip()}")
         return proc.stdout
 
-    def _json(self, command: str) -> Any:
-        text = self.vtysh(command)
-        return json.loads(text) if text.strip() else {}
-
     def sessions(self) -> list[dict[str, Any]]:
-        return [{"node": self.node.name, **session_row(address, info)}
-                for address, info in sorted(self._json("show bgp neighbors json").items())]
+        return parse_sessions(self.node.name, self.vtysh("show bgp neighbors json"))
 
     def routes(self, family: str = "ipv4", **options: Any) -> list[dict[str, Any]]:
         check_family(family)
-        data = self._json(f"show bgp {family} unicast json detail")
-        return [path_row(prefix, path, family) for prefix, entries in sorted(data.get("routes", {}).items())
-                for path in entries if "nexthops" in path]
+        return parse_routes(self.vtysh(f"show bgp {family} unicast json detail"), family)
 
 
 # ---- the daemons' command lines and CLI
@@ -259,6 +252,19 @@ def vty_query(workdir: Path, daemon: str, command: str, timeout: float = 10.0) -
 
 
 # ---- parsing FRR's JSON and logs
+
+
+def parse_sessions(node: str, text: str) -> list[dict[str, Any]]:
+    """`show bgp neighbors json` as the node's sessions (any FRR: ours, or a user's image's)."""
+    data = json.loads(text) if text.strip() else {}
+    return [{"node": node, **session_row(address, info)} for address, info in sorted(data.items())]
+
+
+def parse_routes(text: str, family: str) -> list[dict[str, Any]]:
+    """`show bgp FAMILY unicast json detail` as routes."""
+    data = json.loads(text) if text.strip() else {}
+    return [path_row(prefix, path, family) for prefix, entries in sorted(data.get("routes", {}).items())
+            for path in entries if "nexthops" in path]
 
 
 def session_row(address: str, info: dict[str, Any]) -> dict[str, Any]:

@@ -24,6 +24,7 @@ labels `org.bgplab.lab` and `org.bgplab.namespace`, and is journaled before it i
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -46,6 +47,8 @@ NAMESPACE_LABEL = "org.bgplab.namespace"
 NODE_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root",
             "LANG": "C.UTF-8"}
 """The environment of a node's programs: the image's, not the host's (no virtual environment's PATH)."""
+USER_IMAGE_CAPS = ("NET_ADMIN", "NET_RAW", "SYS_ADMIN", "IPC_LOCK", "SYS_NICE")
+"""Beyond Docker's defaults, for a user's image: routes, raw sockets (BFD, OSPF), mounts, locked memory."""
 _PARALLEL = 8
 """Containers created at once: the engine starts each in ~0.25 s, mostly waiting."""
 
@@ -82,6 +85,7 @@ class DockerRuntime(NetnsRuntime):
         super().__init__(plan, state)
         self._client: docker.DockerClient | None = None
         self._pids: dict[str, int] = {}
+        self._env: dict[str, list[str]] = {}
 
     @property
     def docker(self) -> docker.DockerClient:
@@ -122,16 +126,38 @@ class DockerRuntime(NetnsRuntime):
             system.run(["ip", "netns", "attach", self.ns(key), str(pid)])
             self.prepare(key)
 
+    def own_init(self, key: str) -> bool:
+        """A user's image, whose own entrypoint runs as the container's init (kind linux)."""
+        return bool(self.plan.nodes[self.plan.namespaces[key].node].container.get("init"))
+
     def _create(self, key: str) -> int:
         name = self.ns(key)
+        node = self.plan.nodes[self.plan.namespaces[key].node]
+        common: dict[str, Any] = {
+            "name": name, "hostname": node.name[:63], "detach": True, "network_mode": "none",
+            "labels": {LAB_LABEL: self.plan.name, NAMESPACE_LABEL: key},
+            "volumes": [f"{self.state.dir}:{self.state.dir}:rw"],
+        }
         try:
-            # Its init holds the namespaces whatever the image's CMD: the kinds start the daemons.
-            container = self.docker.containers.run(
-                self.image(key), ["sleep", "infinity"], name=name, hostname=self.plan.namespaces[key].node[:63],
-                detach=True, network_mode="none", pid_mode="host",
-                labels={LAB_LABEL: self.plan.name, NAMESPACE_LABEL: key},
-                volumes={str(self.state.dir): {"bind": str(self.state.dir), "mode": "rw"}},
-            )
+            if self.own_init(key):
+                # Its entrypoint runs much as under containerlab: in its own pid namespace, with the
+                # capabilities a router OS uses (not --privileged, which needs every capability the
+                # host has, and this kernel's bounding set lacks one), told how many interfaces to
+                # wait for (they come once it runs).
+                common["volumes"] += node.container.get("binds", [])
+                for host, path in node.container.get("copies", []):
+                    copy = self.state.dir / "nodes" / node.name / "files" / path.lstrip("/")
+                    copy.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(host, copy)
+                    common["volumes"].append(f"{copy}:{path}:rw")
+                count = sum(1 for link in self.plan.links for e in (link.a, link.b) if e.namespace == key)
+                env = {**node.container.get("env", {}), "CLAB_INTFS": str(count), "BGPLAB_INTFS": str(count)}
+                container = self.docker.containers.run(self.image(key), cap_add=list(USER_IMAGE_CAPS), environment=env,
+                                                       **common)
+            else:
+                # Its init holds the namespaces whatever the image's CMD: the kinds start the daemons.
+                container = self.docker.containers.run(self.image(key), ["sleep", "infinity"], pid_mode="host",
+                                                       **common)
         except docker.errors.APIError as exc:
             raise DockerError(f"container {name}: {exc.explanation or exc}") from None
         return self._running_pid(container)
@@ -157,11 +183,22 @@ class DockerRuntime(NetnsRuntime):
 
     def exec_argv(self, key: str, args: Sequence[str], cwd: Path | None = None) -> list[str]:
         """nsenter execs in place (no pid namespace to enter), and `env -i` gives the image's
-        environment, in place too: the command's pid is the program's."""
+        environment, in place too: the command's pid is the program's. In a user's image, whose
+        container has its own pid namespace, nsenter enters that too (and so forks), with the
+        environment the image declares, as `docker exec` would."""
         where = f"--wd={cwd}" if cwd is not None else "--wd"
-        env = {**NODE_ENV, **({"TERM": os.environ["TERM"]} if "TERM" in os.environ else {})}
+        term = {"TERM": os.environ["TERM"]} if "TERM" in os.environ else {}
+        if self.own_init(key):
+            env = [*self._image_env(key), *(f"{k}={v}" for k, v in term.items())]
+            return ["nsenter", "--target", str(self.init_pid(key)), "--all", "--root", where, "--", "env", "-i",
+                    *env, *args]
         return ["nsenter", "--target", str(self.init_pid(key)), "--mount", "--uts", "--ipc", "--net", "--root",
-                where, "--", "env", "-i", *(f"{k}={v}" for k, v in env.items()), *args]
+                where, "--", "env", "-i", *(f"{k}={v}" for k, v in {**NODE_ENV, **term}.items()), *args]
+
+    def _image_env(self, key: str) -> list[str]:
+        if key not in self._env:
+            self._env[key] = list(self.docker.containers.get(self.ns(key)).attrs["Config"].get("Env") or [])
+        return self._env[key]
 
     def program(self, name: str) -> str:
         return name

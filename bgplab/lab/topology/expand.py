@@ -21,6 +21,7 @@ from typing import Any
 from bgplab.expressroute.model import AZURE_ASN, Circuit, Model, PeeringType, Side
 from bgplab.lab.kinds import ROUTER_KINDS, kind_of
 from bgplab.lab.plan import Endpoint, LabPlan, Link, Namespace, Node
+from bgplab.lab.topology import images
 from bgplab.lab.topology.schema import NodeSpec, PrefixRangeSpec, TopologyFile, VNetSpec
 from bgplab.source import Source
 
@@ -143,6 +144,8 @@ class Expander:
         self.kinds: dict[str, str] = {}
         self.node_namespaces: dict[str, list[str]] = {}
         self.specs: dict[str, dict[str, Any]] = {}
+        self.containers: dict[str, dict[str, Any]] = {}
+        """Kind linux nodes -> their `Node.container`."""
         self.ns: dict[str, _Ns] = {}
         self.links: list[Link] = []
         self.ends: dict[tuple[str, str], str] = {}
@@ -171,7 +174,7 @@ class Expander:
         self._router_specs()
         nodes = {
             name: Node(name, self.kinds[name], tuple(self.node_namespaces[name]), self.specs.get(name, {}),
-                       kind_of(self.kinds[name]).image)
+                       self._image(name), self.containers.get(name, {}))
             for name in self.names
         }
         return LabPlan(
@@ -186,6 +189,10 @@ class Expander:
             gateways=dict(self.gateways),
             runtime=self.spec.runtime,
         )
+
+    def _image(self, name: str) -> str:
+        own = self.spec.nodes[name].image if name in self.spec.nodes else None
+        return own or kind_of(self.kinds[name]).image
 
     # -------------------------------------------------------- names and namespaces
 
@@ -226,6 +233,7 @@ class Expander:
         for name, node in self.spec.nodes.items():
             path = f"nodes.{name}"
             self._name(name, node.kind, path, "node")
+            images.check_fields(self.src, name, node)
             intent = [f for f in INTENT_FIELDS if f in node.model_fields_set]
             if node.kind == "host":
                 for key in ("config", *intent):
@@ -242,7 +250,7 @@ class Expander:
                         f"config and {', '.join(intent)} together: a router runs either your own config (config) "
                         f"or one generated from intent ({', '.join(INTENT_FIELDS)}), not both",
                     )
-                if node.gateway:
+                if node.gateway and node.kind != "linux":
                     self.src.fail(
                         f"{path}.gateway",
                         "only hosts take a gateway (a static default route); routers learn routes by BGP",
@@ -560,7 +568,7 @@ class Expander:
 
     def _host_routes(self) -> None:
         for name, node in self.spec.nodes.items():
-            if node.kind != "host":
+            if node.kind not in ("host", "linux"):
                 continue
             subnets = [ipaddress.ip_interface(a).network for addresses in node.interfaces.values() for a in addresses]
             families: set[int] = set()
@@ -585,6 +593,9 @@ class Expander:
             if node.kind == "host":
                 continue
             path = f"nodes.{name}"
+            if node.kind == "linux":
+                self.specs[name], self.containers[name] = images.linux_node(self.src, name, node, self.base_dir)
+                continue
             if node.config is not None:
                 config = os.path.abspath(self.base_dir / node.config)
                 if not os.path.isfile(config):

@@ -154,10 +154,11 @@ class NeighborSpec(_Spec):
 
 
 class NodeSpec(_Spec):
-    """A user node: a CE router (its own config, or intent) or a host."""
+    """A user node: a CE router (its own config, or intent), a host, or a container image of the
+    user's own (kind linux, on the docker runtime)."""
 
     # The registry's USER_KINDS, spelled out for pydantic and mypy (a test holds them equal).
-    kind: Literal["frr", "bird", "gobgp", "exabgp", "host"]
+    kind: Literal["frr", "bird", "gobgp", "exabgp", "linux", "host"]
     config: Annotated[str, Field(min_length=1)] | None = Field(
         None, description="the node's own config file, relative to the topology file (routers only)"
     )
@@ -173,6 +174,24 @@ class NodeSpec(_Spec):
     )
     interfaces: InterfaceMap = Field(default_factory=dict, description="addresses on the node's user links")
     gateway: Addresses = Field(default_factory=list, description="hosts only: default route(s), IPv4 and/or IPv6")
+    # kind linux (bgplab.lab.topology.images checks these)
+    image: Annotated[str, Field(min_length=1)] | None = Field(
+        None, description="kind linux: the container image (a local tag, or one a registry serves)")
+    startup_config: Annotated[str, Field(min_length=1)] | None = Field(
+        None, description="kind linux: a file (relative to the topology file) mounted at startup_config_path")
+    startup_config_path: Annotated[str, Field(min_length=1)] | None = Field(
+        None, description="kind linux: where the image reads its config, e.g. /etc/frr/frr.conf")
+    binds: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list, description="kind linux: HOST:PATH[:ro|rw], HOST relative to the topology file")
+    env: dict[str, str] = Field(default_factory=dict, description="kind linux: the container's environment")
+    exec: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list, description="kind linux: shell commands run in the node once its links exist")
+    ready: Annotated[str, Field(min_length=1)] | None = Field(
+        None, description="kind linux: a shell command that succeeds once the node is ready (retried)")
+    ready_timeout: Annotated[float, Field(gt=0, le=600)] = Field(
+        60.0, description="kind linux: seconds for `ready` to succeed")
+    cli: Literal["frr"] | None = Field(
+        None, description="kind linux: the CLI bgplab reads its sessions and routes with (vtysh); none: unseen")
 
 
 class LinkSpec(_Spec):
