@@ -47,6 +47,10 @@ SUITE = (
     Program("gobgpd", "gobgpd"),
     Program("gobgp", "gobgpd"),
     Program("exabgp", "pip:exabgp"),
+    Program("nsenter", "util-linux"),
+    Program("docker", "docker.io"),
+    Program("dockerd", "docker.io"),
+    Program("debootstrap", "debootstrap"),
 )
 """Every program the tests and benchmarks run; scripts/setup installs each of these."""
 

@@ -186,7 +186,11 @@ class DockerRuntime(NetnsRuntime):
         environment, in place too: the command's pid is the program's. In a user's image, whose
         container has its own pid namespace, nsenter enters that too (and so forks), with the
         environment the image declares, as `docker exec` would."""
-        where = f"--wd={cwd}" if cwd is not None else "--wd"
+        # nsenter's --wd=DIR is taken before its chroot, leaving the program outside its root: a
+        # shell in the node changes directory, then execs the program (the pid stays its own).
+        where = "--wd"
+        if cwd is not None:
+            args = ["sh", "-c", 'cd "$0" && exec "$@"', str(cwd), *args]
         term = {"TERM": os.environ["TERM"]} if "TERM" in os.environ else {}
         if self.own_init(key):
             env = [*self._image_env(key), *(f"{k}={v}" for k, v in term.items())]

@@ -122,6 +122,10 @@ class NetnsRuntime:
             "net.ipv6.conf.all.keep_addr_on_down": "1",
             "net.ipv6.conf.default.accept_dad": "0",
             "net.ipv6.conf.all.accept_dad": "0",
+            # Docker disables IPv6 in a container it gives no network; a lab's links carry it.
+            "net.ipv6.conf.all.disable_ipv6": "0",
+            "net.ipv6.conf.default.disable_ipv6": "0",
+            "net.ipv6.conf.lo.disable_ipv6": "0",
         })
 
     def create_links(self) -> None:

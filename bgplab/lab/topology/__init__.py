@@ -14,6 +14,7 @@ there once); `expand` turns the checked file into the plan.
 ```yaml
 name: contoso                     # [a-z][a-z0-9-]{0,19}: it prefixes namespace names
 profile: fast                     # azure (default) | fast
+runtime: docker                   # netns (default) | docker: a container per namespace
 expressroute:                     # bgplab.expressroute.spec data, plus lab-only keys:
   circuits:
     contoso-ams: {..., edges: [ce1, ce2]}      # the node on the primary and on the secondary link
@@ -26,6 +27,7 @@ nodes:
   ce1: {kind: frr, config: configs/ce1.conf}   # the user's own config, or intent:
   ce2: {kind: frr, announce: [10.1.0.0/16], neighbors: [{address: 10.0.12.1, asn: 65010}]}
   onprem: {kind: host, interfaces: {eth1: [10.1.1.10/24]}, gateway: 10.1.1.1}
+  ce3: {kind: linux, image: my-frr:8.4, startup_config: ce3.conf, startup_config_path: /etc/frr/frr.conf, cli: frr}
 links:
   - [ce1:eth9, onprem:eth1]
   - {endpoints: [ce1:eth8, ce2:eth8], rate: 100Mbps}
