@@ -134,7 +134,7 @@ class KindLab:
 @pytest.fixture(scope="module", params=sorted(CASES))
 def kind_lab(request: pytest.FixtureRequest) -> Iterator[KindLab]:
     case = CASES[request.param]
-    for lab in bring_up(case.topology, case.prefix):
+    for lab in bring_up(case.topology, case.prefix, "netns"):
         yield KindLab(request.param, case, lab)
 
 
