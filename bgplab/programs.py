@@ -50,6 +50,7 @@ SUITE = (
     Program("nsenter", "util-linux"),
     Program("docker", "docker.io"),
     Program("dockerd", "docker.io"),
+    Program("docker-compose", "docker-compose"),
     Program("debootstrap", "debootstrap"),
 )
 """Every program the tests and benchmarks run; scripts/setup installs each of these."""
