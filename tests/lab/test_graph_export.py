@@ -268,7 +268,7 @@ def test_containerlab_round_trips_with_every_node_link_and_address(plan: LabPlan
             for prefix, via in ns.routes:
                 assert any(line.endswith(f"route replace {prefix} via {via}") for line in entry["exec"])
             if ns.forwarding:
-                assert entry["sysctls"]["net.ipv4.ip_forward"] == "1"
+                assert entry["exec"][0] == "sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1"
     header = text[: text.index("\nname:")].splitlines()
     assert all(line.startswith("#") for line in header)
 
@@ -277,32 +277,33 @@ def test_containerlab_nodes_of_each_kind(connect_to: LabPlan) -> None:
     text = export.containerlab(connect_to)
     nodes = yaml.safe_load(text)["topology"]["nodes"]
     ce1 = nodes["ce1"]
-    assert ce1["image"] == "quay.io/frrouting/frr:8.4.4"
+    assert ce1["image"] == "bgplab/frr:latest"  # the images containers/build makes, as the docker runtime's
     assert ce1["binds"] == ["ce1/frr.conf:/etc/frr/frr.conf", "ce1/daemons:/etc/frr/daemons"]
+    assert ce1["cmd"] == "sh -c '/usr/lib/frr/frrinit.sh start && exec sleep infinity'"
     msee = nodes["contoso-ams-msee1"]
-    assert msee["image"] == "bgplab:latest"
-    assert msee["cmd"] == "python -m bgplab node msee --config /etc/bgplab/node.json"
+    assert msee["image"] == "bgplab/bgplab:latest"
+    assert msee["cmd"] == ("sh -c 'sysctl -qw net.ipv4.ip_nonlocal_bind=1 net.ipv6.ip_nonlocal_bind=1 && "
+                           "exec python -m bgplab node msee --config /etc/bgplab/node.json'")
     assert msee["binds"] == ["contoso-ams-msee1/node.json:/etc/bgplab/node.json:ro"]
     assert {"ip addr add 192.168.100.130/30 dev eth1.100", "ip addr add 198.51.100.2/30 dev eth1.200"} <= set(
         msee["exec"])  # both peerings' namespaces in one container
-    assert msee["sysctls"]["net.ipv4.ip_nonlocal_bind"] == "1"
-    assert nodes["hub-gw"]["cmd"] == "python -m bgplab node gateway --config /etc/bgplab/node.json"
-    assert nodes["hub-gw"]["exec"][:3] == ["ip link add vnet type bridge", "ip link set h1 master vnet",
-                                           "ip link set vnet up"]
+    assert nodes["hub-gw"]["cmd"].endswith("exec python -m bgplab node gateway --config /etc/bgplab/node.json'")
+    assert nodes["hub-gw"]["exec"][1:4] == ["ip link add vnet type bridge", "ip link set h1 master vnet",
+                                            "ip link set vnet up"]
+    assert nodes["onprem"]["image"] == nodes["azure-vm"]["image"] == "bgplab/host:latest"
     assert nodes["azure-vm"]["network-mode"] == "none"  # its eth0 is a lab link
     assert "network-mode" not in nodes["onprem"]
     assert "share one network namespace" in text and "contoso-ams-msee1, contoso-ams-msee2" in text
     assert "containerlab tools netem set -n clab-connect-to-ce1 -i eth1.100 --rate 1000000" in text
 
 
-def test_containerlab_placeholders_and_own_configs() -> None:
+def test_containerlab_own_configs_and_a_router_with_nothing_to_run() -> None:
     text = export.containerlab(small_plan())
     nodes = yaml.safe_load(text)["topology"]["nodes"]
     assert nodes["r1.a"]["binds"] == ["/configs/r1.conf:/etc/frr/frr.conf", "r1.a/daemons:/etc/frr/daemons"]
     assert nodes["r1-a"]["binds"] == ["/configs/r1-a.conf:/etc/bird/bird.conf"]
-    assert nodes["r1-a"]["image"] == export.IMAGES["bird"] and "placeholder" in nodes["r1-a"]["labels"]["bgplab.image"]
-    assert "binds" not in nodes["r3"] and "placeholder" in nodes["r3"]["labels"]["bgplab.image"]
-    assert f"{export.IMAGES['bird']} is a placeholder" in text
+    assert nodes["r1-a"]["image"] == "bgplab/bird:latest" and nodes["r1-a"]["cmd"] == "bird -f -c /etc/bird/bird.conf"
+    assert "binds" not in nodes["r3"] and "cmd" not in nodes["r3"]  # neither a config nor an intent
     assert "ip -6 route replace ::/0 via 2001:db8::2" in nodes["end"]["exec"]
     assert "Link rates. Set them" in text and "--rate 200000" in text
 

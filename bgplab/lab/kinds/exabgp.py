@@ -86,7 +86,7 @@ for line in commands:
 """
 """The harness's API helper: it records every JSON message ExaBGP sends it, and forwards the
 commands written to a FIFO to ExaBGP. It exits with ExaBGP (its stdin closes)."""
-_ENV = """\
+ENV = """\
 [exabgp.daemon]
 user = 'root'
 drop = false
@@ -115,7 +115,7 @@ def command(workdir: Path, config: Path, exabgp: str | None = None) -> list[str]
 
 
 def write_env(workdir: Path) -> None:
-    (workdir / "exabgp.env").write_text(_ENV)
+    (workdir / "exabgp.env").write_text(ENV)
 
 
 def check_config(path: Path, run: Run = host_run, shown: Path | None = None, exabgp: str | None = None) -> None:
