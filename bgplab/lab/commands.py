@@ -165,9 +165,10 @@ def cmd_down(args: argparse.Namespace) -> int:
     for state in states:
         done = state.teardown()
         removed.append({"lab": state.lab, "processes": done.processes, "namespaces": done.namespaces,
-                        "containers": done.containers})
+                        "containers": done.containers, "networks": done.networks})
     text = "\n".join(f"lab {r['lab']} down: {r['namespaces']} namespaces, "
                      + (f"{r['containers']} containers, " if r["containers"] else "")
+                     + (f"{r['networks']} network, " if r["networks"] else "")
                      + f"{r['processes']} processes removed" for r in removed) or "no lab to take down"
     _out(args, removed, text)
     return EXIT_OK
@@ -183,8 +184,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     problems = {name: p for name in sorted(lab.plan.nodes) if (p := lab.node(name).healthy())}
     blind = {name: why for name in sorted(lab.plan.nodes) if (why := lab.node(name).blind())}
     active = [f.key() for f in Faults(lab).active()]
+    management = {n: lab.runtime.management_address(lab.plan.nodes[n].namespaces[0]) for n in sorted(lab.plan.nodes)}
     data = {"lab": lab.plan.name, "profile": lab.plan.profile, "state": lab.state.status(), "faults": active,
-            "nodes": {n: {"kind": lab.plan.nodes[n].kind, "problem": problems.get(n), "blind": blind.get(n)}
+            "nodes": {n: {"kind": lab.plan.nodes[n].kind, "problem": problems.get(n), "blind": blind.get(n),
+                          "management": management[n]}
                       for n in sorted(lab.plan.nodes)},
             "sessions": sessions}
     text = f"lab {lab.plan.name} ({lab.plan.profile}): {lab.state.status()}\n{_table(sessions, SESSION_COLUMNS)}"
@@ -194,6 +197,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         text += f"\n{name}: not seen: {why}"
     if active:
         text += "\nfaults in force: " + ", ".join(active)
+    if any(management.values()):
+        text += "\nmanagement (mgmt0): " + ", ".join(f"{n} {a}" for n, a in management.items() if a)
     _out(args, data, text)
     return EXIT_NOT_READY if problems else EXIT_OK
 

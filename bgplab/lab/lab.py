@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bgplab.lab.kinds import RunningNode, kind_of, node_handle
+from bgplab.lab.kinds import ConfigCheckError, RunningNode, kind_of, node_handle
 from bgplab.lab.plan import LabPlan, plan_from_data, plan_to_data
 from bgplab.lab.runtime import make_runtime
 from bgplab.lab.state import LabState, Teardown, labs
@@ -73,6 +73,9 @@ class Lab:
 
     def up(self, progress: Progress | None = None) -> None:
         say = progress or (lambda _: None)
+        if self.plan.management is not None and self.plan.runtime != "docker":
+            raise ConfigCheckError("management: a management network is the docker runtime's (`runtime: docker`, "
+                                   "or `bgplab up --runtime docker`)")
         status = self.state.status()
         if status == "up":
             raise LabError(f"lab {self.plan.name} is already up; `bgplab down {self.plan.name}` first")

@@ -95,6 +95,8 @@ class LabPlan:
     runtime: str = "netns"
     """Where the nodes live: "netns" (network namespaces, host programs) or "docker" (a container
     per namespace, from bgplab's images; bgplab.lab.runtime)."""
+    management: Mapping[str, Any] | None = None
+    """The management network ({"subnet": CIDR or None}), or None: the docker runtime's only."""
 
 
 def plan_to_data(plan: LabPlan) -> dict[str, Any]:
@@ -110,6 +112,7 @@ def plan_to_data(plan: LabPlan) -> dict[str, Any]:
         "circuits": {k: list(v) for k, v in plan.circuits.items()},
         "gateways": dict(plan.gateways),
         "runtime": plan.runtime,
+        "management": dict(plan.management) if plan.management is not None else None,
     }
 
 
@@ -130,4 +133,4 @@ def plan_from_data(data: Mapping[str, Any]) -> LabPlan:
              for k, v in data["nodes"].items()}
     circuits = {k: tuple(v) for k, v in data.get("circuits", {}).items()}
     return LabPlan(data["name"], data["profile"], data["source"], namespaces, links, nodes, data["expressroute"],
-                   circuits, dict(data.get("gateways", {})), str(data.get("runtime", "netns")))
+                   circuits, dict(data.get("gateways", {})), str(data.get("runtime", "netns")), data.get("management"))

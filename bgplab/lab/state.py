@@ -39,6 +39,7 @@ class Teardown:
     processes: int
     namespaces: int
     containers: int = 0
+    networks: int = 0
 
 
 class LabState:
@@ -92,13 +93,13 @@ class LabState:
             if system.start_time(pid) == started and system.alive(pid):
                 system.kill_pids([pid])
                 processes += 1
-        removed = {"namespace": 0, "container": 0}
+        removed = {"namespace": 0, "container": 0, "network": 0}
         for entry in reversed([e for e in self.entries() if e.get("type") in RESOURCES]):
             gone, ended = RESOURCES[entry["type"]](entry)
             processes += ended
             removed[entry["type"]] = removed.get(entry["type"], 0) + int(gone)
         shutil.rmtree(self.dir, ignore_errors=True)
-        return Teardown(processes, removed["namespace"], removed["container"])
+        return Teardown(processes, removed["namespace"], removed["container"], removed["network"])
 
 
 def labs(root: Path | None = None) -> list[LabState]:

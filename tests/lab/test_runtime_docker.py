@@ -3,18 +3,21 @@ that is not built. (The labs themselves run on both runtimes in test_connect_to.
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import secrets
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from bgplab.lab import system
 from bgplab.lab.lab import Lab
 from bgplab.lab.runtime import RESOURCES
 from bgplab.lab.runtime.docker import LAB_LABEL, DockerError, client
 from bgplab.lab.state import LabState
 from bgplab.lab.topology import load_topology
-from tests.lab.labcli import TOPOLOGIES, containers, leftovers, state_dir
+from tests.lab.labcli import TOPOLOGIES, Cli, containers, leftovers, running_lab, state_dir
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(120)]
 
@@ -50,3 +53,40 @@ def test_an_image_that_is_not_built_is_named_with_how_to_build_it_and_nothing_is
             Lab(plan, LabState(lab, Path(root))).up()
         assert not (Path(root) / lab).exists()
     assert containers(lab) == [] and not any(leftovers(lab, "docker").values())
+
+
+def test_a_management_network_reaches_every_node_from_the_host_and_routes_nothing_out(tmp_path: Path) -> None:
+    """`management:` gives every node an mgmt0 on an internal network, which the host reaches
+    (SSH to a router, as under containerlab); no node routes through it, the lab's own eth0
+    links are untouched, and `down` removes the network with the containers."""
+    topology = tmp_path / "mgmt.yaml"
+    topology.write_text((TOPOLOGIES / "connect-to.yaml").read_text()
+                        + "\nmanagement: {subnet: 172.31.254.0/24}\n")
+    with running_lab(topology, "mg", "docker") as (cli, name, up):
+        assert up["established"]
+        status = cli.json("status", "--lab", name)
+        addresses = {node: info["management"] for node, info in status["nodes"].items()}
+        assert all(addresses.values()), addresses
+        network = ipaddress.ip_network("172.31.254.0/24")
+        assert all(ipaddress.ip_address(a) in network for a in addresses.values())
+        plan = load_topology(topology)
+        for node, address in addresses.items():
+            key = f"bl-{name}-{plan.nodes[node].namespaces[0]}"  # an MSEE's first peering holds its mgmt0
+            links = {link["ifname"]: link for link in json.loads(system.run(["ip", "-n", key, "-j", "addr"]).stdout)}
+            assert f"{address}" in [a["local"] for a in links["mgmt0"]["addr_info"]], (node, links["mgmt0"])
+            routes = json.loads(system.run(["ip", "-n", key, "-j", "route", "show", "default"]).stdout)
+            assert all(r.get("dev") != "mgmt0" for r in routes), (node, routes)  # nothing leaves by it
+        assert system.run(["ping", "-c", "1", "-W", "2", addresses["ce1"]], check=False).returncode == 0
+        vm = json.loads(system.run(["ip", "-n", f"bl-{name}-azure-vm", "-j", "route", "show", "default"]).stdout)
+        assert [r["dev"] for r in vm] == ["eth0"]  # the VM's lab link keeps its name and its default route
+        assert client().networks.list(names=[f"bl-{name}-mgmt"])
+    assert not client().networks.list(names=[f"bl-{name}-mgmt"])
+
+
+def test_a_management_network_on_the_netns_runtime_is_refused_and_leaves_nothing(tmp_path: Path) -> None:
+    topology = tmp_path / "mgmt.yaml"
+    topology.write_text((TOPOLOGIES / "connect-to.yaml").read_text() + "\nmanagement: true\n")
+    with state_dir() as root:
+        proc = Cli(root).run("up", str(topology), "--name", "mgnetns", check=False)
+        assert proc.returncode == 2 and "management network is the docker runtime's" in proc.stderr, proc.stderr
+        assert not (root / "mgnetns").exists()

@@ -83,3 +83,38 @@ def test_kind_linux_refusals(tmp_path: Path, node: str, line: int, field: str, w
     error = refusal(f"name: bad\nnodes:\n  r1: {node}\n", tmp_path)
     assert (error.line, error.field) == (line, field), str(error)
     assert words in error.message, error.message
+
+
+MANAGED = """\
+    name: mg
+    runtime: docker
+    {management}
+    nodes:
+      h1: {{kind: host, interfaces: {{eth1: [10.5.0.1/24]}}}}
+      h2: {{kind: host, interfaces: {{eth1: [10.5.0.2/24]}}}}
+    links: [[h1:eth1, h2:eth1]]
+"""
+
+
+@pytest.mark.parametrize(("management", "expected"), [
+    ("", None),
+    ("management: true", {"subnet": None}),
+    ("management: false", None),
+    ("management: {subnet: 172.31.254.0/24}", {"subnet": "172.31.254.0/24"}),
+])
+def test_a_management_network_is_asked_for_and_kept_in_the_plan(management: str, expected: object,
+                                                                  tmp_path: Path) -> None:
+    plan = plan_from_text(textwrap.dedent(MANAGED.format(management=management)), "lab.yaml", tmp_path)
+    assert plan.management == expected
+    assert plan_from_data(plan_to_data(plan)).management == expected  # what `status` and `down` read back
+
+
+@pytest.mark.parametrize(("management", "words"), [
+    ("management: {subnet: 10.5.0.0/16}", "10.5.0.0/16 overlaps 10.5.0.1/24 on eth1 of h1"),
+    ("management: {subnet: 172.31.254.0/30}", "at most /29"),
+    ("management: {subnet: 2001:db8::/64}", "is not an IPv4 subnet"),
+    ("management: {subnets: 172.31.254.0/24}", "unknown key 'subnets'"),
+])
+def test_a_bad_management_network_is_refused_with_its_line(management: str, words: str, tmp_path: Path) -> None:
+    error = refusal(MANAGED.format(management=management), tmp_path)
+    assert error.line == 3 and "management" in str(error) and words in str(error), str(error)

@@ -43,6 +43,10 @@ class Runtime(Protocol):
     def build(self) -> None:
         """Create every namespace (node), link, address, route and shaper of the plan, journaled."""
 
+    def management_address(self, key: str) -> str | None:
+        """The namespace's address on the lab's management network (docker only), or None."""
+        ...
+
     def netns_path(self, key: str) -> str:
         """The network namespace of a plan namespace key, as a path `setns` takes (a `/run/netns`
         name here, `/proc/PID/ns/net` for a container): where our own nodes open their sockets."""
@@ -108,5 +112,12 @@ def _remove_container(entry: Mapping[str, Any]) -> tuple[bool, int]:
     return docker.remove_container(entry)
 
 
-RESOURCES: dict[str, Undo] = {"namespace": netns.remove_namespace, "container": _remove_container}
+def _remove_network(entry: Mapping[str, Any]) -> tuple[bool, int]:
+    from bgplab.lab.runtime import docker
+
+    return docker.remove_network(entry)
+
+
+RESOURCES: dict[str, Undo] = {"namespace": netns.remove_namespace, "container": _remove_container,
+                              "network": _remove_network}
 """Journal entry types that name a runtime's resources, with how each is undone."""

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import docker
 import docker.errors
+import docker.types
 from docker.models.containers import Container
 
 from bgplab.lab import system
@@ -65,6 +66,18 @@ def client() -> docker.DockerClient:
     except docker.errors.DockerException as exc:
         raise DockerError(f"cannot reach the Docker engine ({exc}); start one with scripts/dockerd") from None
     return engine
+
+
+def remove_network(entry: Mapping[str, Any]) -> tuple[bool, int]:
+    """Undo a journaled management network, as a container: only one carrying the lab's label."""
+    try:
+        network = client().networks.get(str(entry["name"]))
+    except docker.errors.NotFound:
+        return False, 0
+    if (network.attrs.get("Labels") or {}).get(LAB_LABEL) != entry.get("lab"):
+        return False, 0
+    network.remove()
+    return True, 0
 
 
 def remove_container(entry: Mapping[str, Any]) -> tuple[bool, int]:
@@ -101,6 +114,27 @@ class DockerRuntime(NetnsRuntime):
 
     # ---- building
 
+    @property
+    def management_network(self) -> str:
+        return f"bl-{self.plan.name}-mgmt"
+
+    def on_management(self, key: str) -> bool:
+        """Whether a namespace's container is on the management network: each node's first (an
+        MSEE's peerings are one router)."""
+        return self.plan.management is not None and self.plan.nodes[self.plan.namespaces[key].node].namespaces[0] == key
+
+    def _create_management(self) -> None:
+        """An internal network (no route out through the engine), journaled first like a container."""
+        assert self.plan.management is not None
+        name, subnet = self.management_network, self.plan.management.get("subnet")
+        self.state.record("network", name=name, lab=self.plan.name)
+        ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=subnet)]) if subnet else None
+        try:
+            self.docker.networks.create(name, driver="bridge", internal=True, ipam=ipam,
+                                        labels={LAB_LABEL: self.plan.name})
+        except docker.errors.APIError as exc:
+            raise DockerError(f"management network {name}: {exc.explanation or exc}") from None
+
     def create_namespaces(self) -> None:
         keys = list(self.plan.namespaces)
         for image in sorted({self.image(key) for key in keys}):
@@ -109,6 +143,8 @@ class DockerRuntime(NetnsRuntime):
             except docker.errors.ImageNotFound:
                 kind = image.split("/", 1)[-1].split(":", 1)[0]
                 raise DockerError(f"image {image} is not built; build it with: containers/build {kind}") from None
+        if self.plan.management is not None:
+            self._create_management()  # journaled before the containers on it: `down` removes it after them
         for key in keys:
             name = self.ns(key)
             if namespace_exists(name):
@@ -125,6 +161,22 @@ class DockerRuntime(NetnsRuntime):
             self._pids[key] = pid
             system.run(["ip", "netns", "attach", self.ns(key), str(pid)])
             self.prepare(key)
+            if self.on_management(key):
+                self._prepare_management(key)
+
+    def _prepare_management(self, key: str) -> None:
+        """The engine's interface becomes mgmt0 (eth0 is a name a lab's links may use). Setting it
+        down to rename it also ends the default route the engine gave it through its bridge (the
+        kernel drops a down device's routes; back up, only its subnet's comes back): a lab routes
+        only through its own links, never through the host (which may forward to its uplink)."""
+        self.batch(key, ["link set eth0 down", "link set eth0 name mgmt0", "link set mgmt0 up"])
+
+    def management_address(self, key: str) -> str | None:
+        if not self.on_management(key):
+            return None
+        networks = self.docker.containers.get(self.ns(key)).attrs["NetworkSettings"]["Networks"]
+        address = networks.get(self.management_network, {}).get("IPAddress")
+        return str(address) if address else None
 
     def own_init(self, key: str) -> bool:
         """A user's image, whose own entrypoint runs as the container's init (kind linux)."""
@@ -133,8 +185,9 @@ class DockerRuntime(NetnsRuntime):
     def _create(self, key: str) -> int:
         name = self.ns(key)
         node = self.plan.nodes[self.plan.namespaces[key].node]
+        network = {"network": self.management_network} if self.on_management(key) else {"network_mode": "none"}
         common: dict[str, Any] = {
-            "name": name, "hostname": node.name[:63], "detach": True, "network_mode": "none",
+            "name": name, "hostname": node.name[:63], "detach": True, **network,
             "labels": {LAB_LABEL: self.plan.name, NAMESPACE_LABEL: key},
             "volumes": [f"{self.state.dir}:{self.state.dir}:rw"],
         }

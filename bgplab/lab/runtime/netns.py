@@ -163,6 +163,10 @@ class NetnsRuntime:
     def netns_path(self, key: str) -> str:
         return netns_path(self.ns(key))
 
+    def management_address(self, key: str) -> str | None:
+        """A node's address on the management network: the docker runtime's alone."""
+        return None
+
     def exec_argv(self, key: str, args: Sequence[str]) -> list[str]:
         return exec_argv(self.ns(key), args)
 

@@ -15,6 +15,7 @@ there once); `expand` turns the checked file into the plan.
 name: contoso                     # [a-z][a-z0-9-]{0,19}: it prefixes namespace names
 profile: fast                     # azure (default) | fast
 runtime: docker                   # netns (default) | docker: a container per namespace
+management: {subnet: 172.20.20.0/24}  # docker only: mgmt0 in every node on an internal network (or: true)
 expressroute:                     # bgplab.expressroute.spec data, plus lab-only keys:
   circuits:
     contoso-ams: {..., edges: [ce1, ce2]}      # the node on the primary and on the secondary link

@@ -188,7 +188,22 @@ class Expander:
             circuits={name: tuple(msees) for name, msees in self.circuits.items()},
             gateways=dict(self.gateways),
             runtime=self.spec.runtime,
+            management=self._management(),
         )
+
+    def _management(self) -> dict[str, Any] | None:
+        """The management network, its subnet clear of every address of the lab."""
+        spec = self.spec.management
+        if spec is None or not spec.enabled:
+            return None
+        if spec.subnet is not None:
+            subnet = ipaddress.IPv4Network(spec.subnet)
+            for key, ns in self.ns.items():
+                for iface, cidr in ns.addresses:
+                    if ipaddress.ip_interface(cidr).network.overlaps(subnet):
+                        self.src.fail("management.subnet", f"{spec.subnet} overlaps {cidr} on {iface} of {key}: "
+                                      "management addresses must be apart from the lab's")
+        return {"subnet": spec.subnet}
 
     def _image(self, name: str) -> str:
         own = self.spec.nodes[name].image if name in self.spec.nodes else None

@@ -229,6 +229,29 @@ class InternetSpec(_Spec):
     )
 
 
+def _management_short_form(value: Any) -> Any:
+    return ({"enabled": value} if isinstance(value, bool) else value) if value is not None else None
+
+
+def _ipv4_subnet(value: str) -> str:
+    try:
+        net = ipaddress.IPv4Network(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IPv4 subnet; e.g. 172.20.20.0/24") from None
+    if net.prefixlen > 29:
+        raise ValueError(f"{value!r}: a management subnet holds a gateway and every node: at most /29")
+    return str(net)
+
+
+class ManagementSpec(_Spec):
+    """An internal Docker network to reach every node from the host (SSH, gNMI, a router's own
+    API), as containerlab's management network; `true` is short for `{enabled: true}`."""
+
+    enabled: bool = True
+    subnet: Annotated[str, AfterValidator(_ipv4_subnet)] | None = None
+    """Its IPv4 subnet (default: the engine's choice from its address pools)."""
+
+
 class ExpressRouteSpec(spec.ModelSpec):
     """The ExpressRoute side: the configuration Azure would hold (bgplab.expressroute.spec), and
     what the lab builds around it."""
@@ -253,6 +276,12 @@ class TopologyFile(_Spec):
     profile: Literal["fast", "azure"] = "azure"
     runtime: Literal["netns", "docker"] = "netns"
     """Where the nodes live: network namespaces (the default), or a Docker container each."""
+    management: (
+        Annotated[ManagementSpec, BeforeValidator(_management_short_form,
+                                                  json_schema_input_type=bool | ManagementSpec)]
+        | None
+    ) = None
+    """A management network (docker runtime only): an interface mgmt0 in every node, none by default."""
     expressroute: ExpressRouteSpec | None = None
     nodes: Annotated[dict[str, NodeSpec], BeforeValidator(empty_if_none)] = Field(default_factory=dict)
     links: Annotated[list[LinkItem], BeforeValidator(lambda v: [] if v is None else v)] = Field(default_factory=list)
