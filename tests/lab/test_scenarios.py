@@ -35,8 +35,8 @@ def run(path: Path, tmp_path: Path, runtime: str = "netns") -> tuple[int, dict[s
 @pytest.mark.lab
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("path", READY, ids=[p.stem for p in READY])
-def test_ready_scenario_passes(path: Path, tmp_path: Path) -> None:
-    code, report, junit, page = run(path, tmp_path)
+def test_ready_scenario_passes(path: Path, tmp_path: Path, runtime: str) -> None:
+    code, report, junit, page = run(path, tmp_path, runtime)
     failed = [s for s in report["steps"] if not s["ok"]]  # type: ignore[union-attr]
     assert code == 0 and report["passed"], f"{report['error']}\n{json.dumps(failed, indent=1)}"
     suite = ET.parse(junit).getroot()
