@@ -14,7 +14,7 @@ import pytest
 from bgplab.lab import system
 from bgplab.lab.lab import Lab
 from bgplab.lab.runtime import RESOURCES
-from bgplab.lab.runtime.docker import LAB_LABEL, DockerError, client
+from bgplab.lab.runtime.docker import LAB_LABEL, DockerError, _missing, client
 from bgplab.lab.state import LabState
 from bgplab.lab.topology import load_topology
 from tests.lab.labcli import TOPOLOGIES, Cli, containers, leftovers, running_lab, state_dir
@@ -41,18 +41,28 @@ def test_down_removes_only_a_container_that_carries_the_labs_label() -> None:
             c.remove(force=True)
 
 
-def test_an_image_that_is_not_built_is_named_with_how_to_build_it_and_nothing_is_left() -> None:
+def test_an_image_that_is_not_there_is_named_with_what_to_do_and_nothing_is_left() -> None:
     plan = load_topology(TOPOLOGIES / "connect-to.yaml")
     lab = f"di{secrets.token_hex(3)}"
-    nodes = {n: replace(node, image="bgplab/not-built:latest") if n == "ce2" else node
+    nodes = {n: replace(node, image="example/not-built:latest") if n == "ce2" else node
              for n, node in plan.nodes.items()}
     plan = replace(plan, name=lab, runtime="docker", nodes=nodes)
     with state_dir() as root:
-        with pytest.raises(DockerError, match=r"image bgplab/not-built:latest is not built; build it with: "
-                                              r"containers/build not-built"):
+        with pytest.raises(DockerError, match=r"image example/not-built:latest is not on this Docker engine: build "
+                                              r"it \(docker build -t example/not-built:latest DIR\) or load it"):
             Lab(plan, LabState(lab, Path(root))).up()
         assert not (Path(root) / lab).exists()
     assert containers(lab) == [] and not any(leftovers(lab, "docker").values())
+
+
+@pytest.mark.parametrize(("image", "words"), [
+    ("bgplab/frr:latest", "image bgplab/frr:latest is not built; build it with: containers/build frr"),
+    ("bgplab/bgplab:latest", "containers/build bgplab"),
+    ("bgplab/custom:1", "is not on this Docker engine"),  # a name under ours that containers/build never makes
+    ("registry.example/team/frr:9", "is not on this Docker engine: build it (docker build -t registry.example/"),
+])
+def test_the_missing_image_hint_names_containers_build_only_for_its_images(image: str, words: str) -> None:
+    assert words in _missing(image)
 
 
 def test_a_management_network_reaches_every_node_from_the_host_and_routes_nothing_out(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ labels `org.bgplab.lab` and `org.bgplab.namespace`, and is journaled before it i
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -38,7 +39,7 @@ from docker.models.containers import Container
 
 from bgplab.lab import system
 from bgplab.lab.plan import LabPlan
-from bgplab.lab.runtime.netns import NetnsRuntime, Redirect, namespace_exists, namespace_pids
+from bgplab.lab.runtime.netns import NetnsRuntime, Redirect, namespace_pids
 
 if TYPE_CHECKING:
     from bgplab.lab.state import LabState
@@ -50,6 +51,8 @@ NODE_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 """The environment of a node's programs: the image's, not the host's (no virtual environment's PATH)."""
 USER_IMAGE_CAPS = ("NET_ADMIN", "NET_RAW", "SYS_ADMIN", "IPC_LOCK", "SYS_NICE")
 """Beyond Docker's defaults, for a user's image: routes, raw sockets (BFD, OSPF), mounts, locked memory."""
+OUR_IMAGES = ("base", "frr", "bird", "gobgp", "exabgp", "host", "bgplab")
+"""The images containers/build makes, as bgplab/NAME."""
 _PARALLEL = 8
 """Containers created at once: the engine starts each in ~0.25 s, mostly waiting."""
 
@@ -58,8 +61,19 @@ class DockerError(RuntimeError):
     """The Docker engine is unreachable, or refused; the message says what to do."""
 
 
+def _missing(image: str) -> str:
+    """What to do about an image the engine does not have: ours are built here, a user's are theirs."""
+    name = image.rsplit(":", 1)[0]
+    kind = name.split("/", 1)[1] if name.startswith("bgplab/") else None
+    if kind is not None and kind in OUR_IMAGES:
+        return f"image {image} is not built; build it with: containers/build {kind}"
+    return (f"image {image} is not on this Docker engine: build it (docker build -t {image} DIR) or load it "
+            "(docker load -i FILE, docker pull from your registry), then bring the lab up again")
+
+
+@functools.cache
 def client() -> docker.DockerClient:
-    """The engine DOCKER_HOST names (default: /var/run/docker.sock)."""
+    """The engine DOCKER_HOST names (default: /var/run/docker.sock), one client per process."""
     try:
         engine = docker.from_env(timeout=60)
         engine.ping()
@@ -141,19 +155,15 @@ class DockerRuntime(NetnsRuntime):
             try:
                 self.docker.images.get(image)
             except docker.errors.ImageNotFound:
-                kind = image.split("/", 1)[-1].split(":", 1)[0]
-                raise DockerError(f"image {image} is not built; build it with: containers/build {kind}") from None
+                raise DockerError(_missing(image)) from None
         if self.plan.management is not None:
             self._create_management()  # journaled before the containers on it: `down` removes it after them
         for key in keys:
-            name = self.ns(key)
-            if namespace_exists(name):
-                raise RuntimeError(f"namespace {name} already exists: is lab {self.plan.name} up? (bgplab down it)")
             # Journaled first, both: a crash between the engine creating the container and its
             # namespace getting its name leaves nothing `down` does not know of.
             # `down` undoes the newest first: the container (and its init) goes, then whatever
             # still runs in its network namespace, then the namespace's name.
-            self.state.record("namespace", name=name, key=key)
+            name = self.claim(key)
             self.state.record("container", name=name, key=key, lab=self.plan.name)
         with ThreadPoolExecutor(_PARALLEL) as pool:
             pids = list(pool.map(self._create, keys))

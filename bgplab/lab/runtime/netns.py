@@ -104,12 +104,16 @@ class NetnsRuntime:
 
     def create_namespaces(self) -> None:
         for key in self.plan.namespaces:
-            name = self.ns(key)
-            if namespace_exists(name):
-                raise RuntimeError(f"namespace {name} already exists: is lab {self.plan.name} up? (bgplab down it)")
-            self.state.record("namespace", name=name, key=key)
-            add_namespace(name)
+            add_namespace(self.claim(key))
             self.prepare(key)
+
+    def claim(self, key: str) -> str:
+        """A namespace's name, journaled before anything of it exists; refused if it is taken."""
+        name = self.ns(key)
+        if namespace_exists(name):
+            raise RuntimeError(f"namespace {name} already exists: is lab {self.plan.name} up? (bgplab down it)")
+        self.state.record("namespace", name=name, key=key)
+        return name
 
     def prepare(self, key: str) -> None:
         """A new namespace's loopback and sysctls, before any link."""
