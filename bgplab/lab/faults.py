@@ -205,7 +205,9 @@ class Faults:
                        if plan.namespaces[end.namespace].node == node})
 
     def _fail_node(self, fault: Fault) -> None:
-        self.lab.node(fault.target)  # an unknown node raises, naming the ones there are
+        refusal = self.lab.node(fault.target).no_power_loss()  # an unknown node raises, naming the ones there are
+        if refusal:
+            raise FaultError(refusal)
         self._kill(fault.target)
         for physical in self._node_links(fault.target):
             self.lab.runtime.set_physical(physical, False)

@@ -81,7 +81,7 @@ def test_the_image_runs_its_own_frr_with_its_own_config(linux_lab: Lab) -> None:
 def test_status_reads_the_image_through_its_cli(linux_lab: Lab) -> None:
     cli, name, _ = linux_lab
     status = cli.json("status", "--lab", name)
-    assert status["nodes"]["ce1"] == {"kind": "linux", "problem": None, "blind": None}
+    assert status["nodes"]["ce1"] == {"kind": "linux", "problem": None, "blind": None, "management": None}
     ce1 = {s["neighbor"]: s for s in status["sessions"] if s["node"] == "ce1"}
     assert set(ce1) == {PRIMARY, SECONDARY} and {s["state"] for s in ce1.values()} == {"established"}
     routes = wait_for("the VNet at ce1", lambda: [r for r in cli.json("routes", "ce1", "--lab", name)
@@ -106,6 +106,18 @@ def test_the_image_fails_over_when_its_primary_link_is_cut(linux_lab: Lab) -> No
     finally:
         cli.run("restore", "link", "ce1:eth1", "--lab", name)
     wait_for("back on the primary", lambda: vnet_next_hops(cli, name) == [["169.254.0.1"]], timeout=30)
+
+
+@pytest.mark.lab
+@pytest.mark.timeout(120)
+def test_a_power_loss_is_refused_naming_what_to_do_and_the_image_keeps_running(linux_lab: Lab) -> None:
+    cli, name, _ = linux_lab
+    before = ce1_established(cli, name)
+    proc = cli.run("fail", "node", "ce1", "--lab", name, check=False)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert "cannot power back on with its links" in proc.stderr and "bgplab fail link ce1:IFACE" in proc.stderr
+    assert cli.json("status", "--lab", name)["faults"] == []
+    assert ce1_established(cli, name) == before  # nothing was killed
 
 
 @pytest.mark.lab

@@ -75,6 +75,10 @@ class RunningNode(ABC):
         its own FRR, not a system one); most kinds run commands as given."""
         return args
 
+    def no_power_loss(self) -> str | None:
+        """Why a node fault (power loss, then power back) cannot be done to this node, or None."""
+        return None
+
     def kill_daemon(self) -> None:
         """Its BGP daemon dies at once (SIGKILL: no Cease, no cleanup), the rest of the node stays."""
         raise NotSupported(f"{self._what()} has no BGP daemon of its own to kill")

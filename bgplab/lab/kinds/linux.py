@@ -74,6 +74,13 @@ class LinuxNode(RunningNode):
             raise RuntimeError(f"{self.node.name}: vtysh -c {command!r}: {(proc.stdout + proc.stderr).strip()}")
         return proc.stdout
 
+    def no_power_loss(self) -> str | None:
+        # Power back means the image's entrypoint booting again, which only restarting its
+        # container does, and the engine gives a restarted container a new network namespace,
+        # without the lab's links.
+        return (f"{self.node.name} runs its own image, which bgplab cannot power back on with its links; "
+                f"fail its links instead (`bgplab fail link {self.node.name}:IFACE`, or `cut`)")
+
     def sessions(self) -> list[dict[str, Any]]:
         if self.blind():
             return []
