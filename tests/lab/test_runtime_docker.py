@@ -3,12 +3,14 @@ that is not built. (The labs themselves run on both runtimes in test_connect_to.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import secrets
 from dataclasses import replace
 from pathlib import Path
 
+import docker.errors
 import pytest
 
 from bgplab.lab import system
@@ -90,6 +92,11 @@ def test_a_management_network_reaches_every_node_from_the_host_and_routes_nothin
         vm = json.loads(system.run(["ip", "-n", f"bl-{name}-azure-vm", "-j", "route", "show", "default"]).stdout)
         assert [r["dev"] for r in vm] == ["eth0"]  # the VM's lab link keeps its name and its default route
         assert client().networks.list(names=[f"bl-{name}-mgmt"])
+        lines = (cli.state_dir / name / "journal.jsonl").read_text().splitlines()
+        journal = [json.loads(line)["type"] for line in lines]
+        runtime = [t for t in journal if t in ("docker-sweep", "network", "namespace", "container")]
+        # Undone newest first: the containers, then the network they were on, then the sweep by label.
+        assert runtime[:2] == ["docker-sweep", "network"] and set(runtime[2:]) == {"namespace", "container"}
     assert not client().networks.list(names=[f"bl-{name}-mgmt"])
 
 
@@ -100,3 +107,27 @@ def test_a_management_network_on_the_netns_runtime_is_refused_and_leaves_nothing
         proc = Cli(root).run("up", str(topology), "--name", "mgnetns", check=False)
         assert proc.returncode == 2 and "management network is the docker runtime's" in proc.stderr, proc.stderr
         assert not (root / "mgnetns").exists()
+
+
+def test_down_sweeps_a_container_the_engine_made_after_the_journal_was_read() -> None:
+    """An `up` SIGKILLed mid-create: the engine may finish a container after `down` looked for it by
+    name. The sweep (journaled first, undone last) finds it by the lab's label, and only the lab's."""
+    lab = f"sw{secrets.token_hex(3)}"
+    engine = client()
+    with state_dir() as root:
+        state = LabState(lab, Path(root))
+        state.begin({"plan": {}})
+        state.record("docker-sweep", lab=lab)
+        late = engine.containers.run("bgplab/host:latest", ["sleep", "infinity"], name=f"bl-{lab}-late",
+                                     detach=True, network_mode="none", labels={LAB_LABEL: lab})
+        other = engine.containers.run("bgplab/host:latest", ["sleep", "infinity"], name=f"bl-{lab}x-other",
+                                      detach=True, network_mode="none", labels={LAB_LABEL: f"{lab}x"})
+        try:
+            state.teardown()
+            assert containers(lab) == []
+            other.reload()
+            assert other.status == "running"
+        finally:
+            for c in (late, other):
+                with contextlib.suppress(docker.errors.NotFound):
+                    c.remove(force=True)

@@ -118,6 +118,12 @@ def _remove_network(entry: Mapping[str, Any]) -> tuple[bool, int]:
     return docker.remove_network(entry)
 
 
+def _sweep(entry: Mapping[str, Any]) -> tuple[bool, int]:
+    from bgplab.lab.runtime import docker
+
+    return docker.sweep(entry)
+
+
 RESOURCES: dict[str, Undo] = {"namespace": netns.remove_namespace, "container": _remove_container,
-                              "network": _remove_network}
+                              "network": _remove_network, "docker-sweep": _sweep}
 """Journal entry types that name a runtime's resources, with how each is undone."""

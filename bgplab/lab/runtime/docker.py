@@ -94,6 +94,21 @@ def remove_network(entry: Mapping[str, Any]) -> tuple[bool, int]:
     return True, 0
 
 
+def sweep(entry: Mapping[str, Any]) -> tuple[bool, int]:
+    """Undone last (journaled first): every container and network that still carries the lab's
+    label. An `up` SIGKILLed while the engine creates a container leaves a create that the engine
+    may finish after `down` looked for that container by name; its label still finds it."""
+    engine = client()
+    label = f"{LAB_LABEL}={entry['lab']}"
+    found = engine.containers.list(all=True, filters={"label": label})
+    for container in found:
+        container.remove(force=True)
+    networks = engine.networks.list(filters={"label": label})
+    for network in networks:
+        network.remove()
+    return bool(found or networks), 0
+
+
 def remove_container(entry: Mapping[str, Any]) -> tuple[bool, int]:
     """Undo a journaled container: remove it by name, if it still is there and carries the lab's
     label (a container of the same name that is not the lab's is never touched)."""
@@ -156,6 +171,7 @@ class DockerRuntime(NetnsRuntime):
                 self.docker.images.get(image)
             except docker.errors.ImageNotFound:
                 raise DockerError(_missing(image)) from None
+        self.state.record("docker-sweep", lab=self.plan.name)
         if self.plan.management is not None:
             self._create_management()  # journaled before the containers on it: `down` removes it after them
         for key in keys:
