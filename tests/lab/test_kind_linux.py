@@ -4,10 +4,11 @@ MSEEs, seen through its own vtysh, and failing over when its primary link is cut
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -150,3 +151,81 @@ def test_kind_linux_on_the_netns_runtime_is_refused_and_leaves_nothing() -> None
         assert proc.returncode == 2, proc.stdout + proc.stderr
         assert f"node ce1 runs the image {IMAGE}, so the lab needs the docker runtime" in proc.stderr
         assert not any(leftovers(name).values()) and not node_pids(state, name)
+
+
+BIRD_TOPOLOGY = HERE / "kinds" / "linux-bird.yaml"
+BIRD_IMAGE = "bgplab-test/bird-foreign:latest"
+
+
+@dataclass(frozen=True)
+class Foreign:
+    image: str
+    topology: Path
+    ce: tuple[str, str]
+    """ce1's addresses toward the primary and secondary MSEE."""
+    vnet: str
+    pings: bool
+    """Whether the image's router writes the kernel FIB (BIRD does, gobgpd does not)."""
+
+
+FOREIGN = {
+    "bird": Foreign(BIRD_IMAGE, BIRD_TOPOLOGY, ("192.168.132.1", "192.168.132.5"), "10.132.0.0/16", True),
+    "gobgp": Foreign("bgplab-test/gobgp-foreign:latest", HERE / "kinds" / "linux-gobgp.yaml",
+                     ("192.168.133.1", "192.168.133.5"), "10.133.0.0/16", False),
+}
+
+
+@pytest.mark.lab
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("cli_name", sorted(FOREIGN))
+def test_an_image_is_read_through_its_own_cli_and_fails_over(cli_name: str) -> None:
+    """cli: bird and cli: gobgp. What bgplab reports of the image's sessions and routes (its own
+    birdc or gobgp, on their default socket or address) must agree with the MSEEs, and follow a
+    cut of the primary link."""
+    case = FOREIGN[cli_name]
+    client().images.build(path=str(HERE / "images" / f"{cli_name}-foreign"), tag=case.image, network_mode="host",
+                          rm=True)
+    primary, secondary = (str(ipaddress.ip_address(a) + 1) for a in case.ce)
+    with running_lab(case.topology, "kf", "docker") as (cli, name, up):
+        assert up["established"]
+
+        def ce1() -> dict[str, str]:
+            return {s["neighbor"]: s["state"] for s in cli.json("status", "--lab", name)["sessions"]
+                    if s["node"] == "ce1"}
+
+        status = cli.json("status", "--lab", name)
+        assert status["nodes"]["ce1"]["blind"] is None
+        assert ce1() == {primary: "established", secondary: "established"}
+        msees = {s["node"]: s["state"] for s in status["sessions"] if s["neighbor"] in case.ce}
+        assert sorted(msees.values()) == ["established", "established"]  # the other side agrees
+        wait_for("the VNet at ce1 from both MSEEs", lambda: {
+            r["source"] for r in cli.json("routes", "ce1", "--lab", name) if r["network"] == case.vnet}
+            == {primary, secondary})
+        ping = ["exec", "--lab", name, "vm1", "--", "ping", "-c", "2", "-i", "0.2", "-W", "1", "10.32.1.10"]
+        if case.pings:
+            assert cli.run(*ping, check=False).returncode == 0  # the image's BIRD wrote its kernel routes
+        cli.json("fail", "link", "ce1:eth1", "--lab", name)
+        wait_for("ce1's primary session down, as its own CLI says", lambda: ce1().get(primary) != "established",
+                 timeout=15)
+        assert ce1()[secondary] == "established"
+        if case.pings:
+            assert cli.run(*ping, check=False).returncode == 0  # over the secondary
+
+
+@pytest.mark.lab
+@pytest.mark.timeout(120)
+def test_an_image_that_exits_as_it_starts_is_reported_with_its_own_words(tmp_path: Path) -> None:
+    """A user's image refusing its config dies before its links exist: `up` says so with the
+    container's exit code and log (BIRD's own file:line), and leaves nothing."""
+    client().images.build(path=str(HERE / "images" / "bird-foreign"), tag=BIRD_IMAGE, network_mode="host", rm=True)
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "linux-bird.conf").write_text("router id 10.32.0.1;\nprotocol bgp primary {}\n")
+    topology = tmp_path / "linux-bird.yaml"
+    topology.write_text(BIRD_TOPOLOGY.read_text())
+    with state_dir() as root:
+        cli, name = Cli(root), unique("kx")
+        proc = cli.run("up", str(topology), "--name", name, check=False)
+        assert proc.returncode == 1, proc.stderr
+        assert f"container bl-{name}-ce1 ({BIRD_IMAGE}) exited with code 1 as it started" in proc.stderr
+        assert "/etc/bird/bird.conf:2:" in proc.stderr and "syntax error" in proc.stderr, proc.stderr
+        assert not any(leftovers(name, "docker").values())

@@ -27,7 +27,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import subprocess
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -121,30 +121,49 @@ class BirdNode(RouterNode):
         # The control socket is a file in the node's directory; the node's own birdc speaks to it.
         return self.run(["birdc", "-s", str(self.socket), *command])
 
-    def birdc(self, *command: str) -> str:
-        proc = self.birdc_raw(*command)
-        if proc.returncode != 0:
-            raise RuntimeError(f"{self.node.name}: birdc {' '.join(command)}: {(proc.stdout + proc.stderr).strip()}")
-        return proc.stdout
-
     def sessions(self) -> list[dict[str, Any]]:
-        bfd = parse_bfd_sessions(self.birdc_raw("show", "bfd", "sessions").stdout)  # none without a BFD protocol
-        flaps = count_flaps(self.log.read_text(errors="replace") if self.log.exists() else "")
-        rows = [{"node": self.node.name, **session_row(proto, bfd, flaps)}
-                for proto in parse_protocols(self.birdc("show", "protocols", "all"))
-                if proto["proto"] == "BGP" and "neighbor" in proto]
-        return sorted(rows, key=lambda r: address_key(r["neighbor"]))
+        log = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return read_sessions(self.node.name, self.birdc_raw, log)
 
     def routes(self, family: str = "ipv4", **options: Any) -> list[dict[str, Any]]:
-        check_family(family)
-        bgp = [p for p in parse_protocols(self.birdc("show", "protocols", "all")) if p["proto"] == "BGP"
-               and "neighbor" in p]
-        peers = {p["name"]: p["neighbor"] for p in bgp}
-        ibgp = {p["name"] for p in bgp if p.get("local_as") == p.get("remote_as")}
-        net_type = "NET_IP4" if family == "ipv4" else "NET_IP6"
-        text = self.birdc("show", "route", "all", "where",
-                          f"(source = RTS_BGP || source = RTS_STATIC) && net.type = {net_type}")
-        return sorted(route_rows(text, peers, ibgp), key=lambda r: (ipaddress.ip_network(r["network"]), not r["best"]))
+        return read_routes(self.node.name, self.birdc_raw, family)
+
+
+# ---- what a BIRD says, through its birdc (this kind's, or a user's image's: kind linux, cli bird)
+
+Birdc = Callable[..., "subprocess.CompletedProcess[str]"]
+"""birdc with a command's words: its exit code and output."""
+
+
+def read_sessions(node: str, birdc: Birdc, log: str = "") -> list[dict[str, Any]]:
+    """The BGP sessions a BIRD reports (`show protocols all`), with BFD states and, from its log
+    where the caller has it, flap counts."""
+    bfd = parse_bfd_sessions(birdc("show", "bfd", "sessions").stdout)  # none without a BFD protocol
+    rows = [{"node": node, **session_row(proto, bfd, count_flaps(log))}
+            for proto in parse_protocols(_checked(node, birdc, "show", "protocols", "all"))
+            if proto["proto"] == "BGP" and "neighbor" in proto]
+    return sorted(rows, key=lambda r: address_key(r["neighbor"]))
+
+
+def read_routes(node: str, birdc: Birdc, family: str) -> list[dict[str, Any]]:
+    """The BGP and static paths a BIRD holds for a family (`show route all`)."""
+    check_family(family)
+    bgp = [p for p in parse_protocols(_checked(node, birdc, "show", "protocols", "all")) if p["proto"] == "BGP"
+           and "neighbor" in p]
+    peers = {p["name"]: p["neighbor"] for p in bgp}
+    ibgp = {p["name"] for p in bgp if p.get("local_as") == p.get("remote_as")}
+    net_type = "NET_IP4" if family == "ipv4" else "NET_IP6"
+    text = _checked(node, birdc, "show", "route", "all", "where",
+                    f"(source = RTS_BGP || source = RTS_STATIC) && net.type = {net_type}")
+    return sorted(route_rows(text, peers, ibgp), key=lambda r: (ipaddress.ip_network(r["network"]), not r["best"]))
+
+
+def _checked(node: str, birdc: Birdc, *command: str) -> str:
+    """birdc's output; a non-zero exit is an error with what it said."""
+    out = birdc(*command)
+    if out.returncode != 0:
+        raise RuntimeError(f"{node}: birdc {' '.join(command)}: {(out.stdout + out.stderr).strip()}")
+    return str(out.stdout)
 
 
 # ---- parsing birdc's text (BIRD 2 has no JSON output)

@@ -32,7 +32,7 @@ import json
 import re
 import subprocess
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -135,20 +135,38 @@ class GobgpNode(RouterNode):
         return json.loads(text) if text.strip() else None
 
     def sessions(self) -> list[dict[str, Any]]:
-        flaps = count_flaps(self.log.read_text(errors="replace") if self.log.exists() else "")
-        rows = []
-        for listed in self._json("neighbor") or []:
-            address = listed.get("conf", {}).get("neighbor_address") or listed["state"]["neighbor_address"]
-            peer = one_neighbor(self._json("neighbor", address)) or listed  # one at a time: with its advertised count
-            row = session_row(address, peer)
-            rows.append({"node": self.node.name, **row, "flaps": flaps.get(row["neighbor"], 0)})
-        return sorted(rows, key=lambda r: address_key(r["neighbor"]))
+        log = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return read_sessions(self.node.name, self._json, log)
 
     def routes(self, family: str = "ipv4", **options: Any) -> list[dict[str, Any]]:
-        check_family(family)
-        ibgp = {r["neighbor"] for r in self.sessions() if r["role"] == "ibgp"}
-        rows = route_rows(self._json("global", "rib", "-a", family) or {}, family, ibgp)
-        return sorted(rows, key=lambda r: (ipaddress.ip_network(r["network"]), not r["best"]))
+        return read_routes(self.node.name, self._json, family)
+
+
+# ---- what a GoBGP says, through its CLI (this kind's, or a user's image's: kind linux, cli gobgp)
+
+GobgpJson = Callable[..., Any]
+"""`gobgp -j` with a command's words: its JSON, decoded (None for no output)."""
+
+
+def read_sessions(node: str, gobgp: GobgpJson, log: str = "") -> list[dict[str, Any]]:
+    """The neighbours a GoBGP reports, each asked for alone (so with its advertised count), with
+    flap counts from its log where the caller has it."""
+    flaps = count_flaps(log)
+    rows = []
+    for listed in gobgp("neighbor") or []:
+        address = listed.get("conf", {}).get("neighbor_address") or listed["state"]["neighbor_address"]
+        peer = one_neighbor(gobgp("neighbor", address)) or listed
+        row = session_row(address, peer)
+        rows.append({"node": node, **row, "flaps": flaps.get(row["neighbor"], 0)})
+    return sorted(rows, key=lambda r: address_key(r["neighbor"]))
+
+
+def read_routes(node: str, gobgp: GobgpJson, family: str) -> list[dict[str, Any]]:
+    """A GoBGP's global RIB for a family; LOCAL_PREF counts from its iBGP neighbours only."""
+    check_family(family)
+    ibgp = {r["neighbor"] for r in read_sessions(node, gobgp) if r["role"] == "ibgp"}
+    rows = route_rows(gobgp("global", "rib", "-a", family) or {}, family, ibgp)
+    return sorted(rows, key=lambda r: (ipaddress.ip_network(r["network"]), not r["best"]))
 
 
 # ---- the CLI's JSON

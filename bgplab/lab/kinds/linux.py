@@ -3,18 +3,21 @@
 The image starts whatever it runs the moment its container does, before its links exist, as under
 containerlab (CLAB_INTFS tells an entrypoint how many interfaces to wait for). Once the links
 are up, `start` runs the node's `exec` commands in it and retries its `ready` command until it
-succeeds. Its BGP is seen through the CLI its `cli` names (vtysh at the image's own FRR), or not
-at all: then `blind` says so, `bgplab status` marks it, and its sessions show from the MSEEs'
-side only. There is no daemon of bgplab's to kill or restart in it.
+succeeds. Its BGP is seen through the CLI its `cli` names (the image's own vtysh, birdc or gobgp,
+read with the parsers of bgplab's frr, bird and gobgp kinds), or not at all: then `blind` says
+so, `bgplab status` marks it, and its sessions show from the MSEEs' side only. There is no
+daemon of bgplab's to kill or restart in it.
 """
 
 from __future__ import annotations
 
+import json
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
-from bgplab.lab.kinds import ConfigCheckError, Kind, NotSupported, RunningNode, register
+from bgplab.lab.kinds import ConfigCheckError, Kind, NotSupported, RunningNode, bird, gobgp, register
 from bgplab.lab.kinds.frr import parse_routes, parse_sessions
 from bgplab.lab.kinds.router import check_family
 from bgplab.lab.plan import LabPlan, Node
@@ -66,14 +69,6 @@ class LinuxNode(RunningNode):
             return None
         return "kind linux without cli: bgplab cannot read its BGP; its sessions show from its peers' side"
 
-    def _vtysh(self, command: str) -> str:
-        if self.node.spec.get("cli") != "frr":
-            raise NotSupported(f"{self._what()} has no cli bgplab can read ({self.blind()})")
-        proc = self.runtime.exec(self.key, ["vtysh", "-c", command], check=False)
-        if proc.returncode != 0:
-            raise RuntimeError(f"{self.node.name}: vtysh -c {command!r}: {(proc.stdout + proc.stderr).strip()}")
-        return proc.stdout
-
     def no_power_loss(self) -> str | None:
         # Power back means the image's entrypoint booting again, which only restarting its
         # container does, and the engine gives a restarted container a new network namespace,
@@ -81,14 +76,40 @@ class LinuxNode(RunningNode):
         return (f"{self.node.name} runs its own image, which bgplab cannot power back on with its links; "
                 f"fail its links instead (`bgplab fail link {self.node.name}:IFACE`, or `cut`)")
 
+    def _cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """The image's own CLI (`cli`), with these words, in the container."""
+        if not self.node.spec.get("cli"):
+            raise NotSupported(f"{self._what()} has no cli bgplab can read ({self.blind()})")
+        return self.runtime.exec(self.key, list(args), check=False)
+
+    def _checked(self, *args: str) -> str:
+        proc = self._cli(*args)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{self.node.name}: {' '.join(args)}: {(proc.stdout + proc.stderr).strip()}")
+        return proc.stdout
+
+    def _gobgp(self, *args: str) -> Any:
+        text = self._checked("gobgp", "-j", *args)
+        return json.loads(text) if text.strip() else None
+
     def sessions(self) -> list[dict[str, Any]]:
-        if self.blind():
-            return []
-        return parse_sessions(self.node.name, self._vtysh("show bgp neighbors json"))
+        cli = self.node.spec.get("cli")
+        if cli == "bird":
+            return bird.read_sessions(self.node.name, lambda *words: self._cli("birdc", *words))
+        if cli == "gobgp":
+            return gobgp.read_sessions(self.node.name, self._gobgp)
+        if cli == "frr":
+            return parse_sessions(self.node.name, self._checked("vtysh", "-c", "show bgp neighbors json"))
+        return []
 
     def routes(self, family: str = "ipv4", **options: Any) -> list[dict[str, Any]]:
         check_family(family)
-        return parse_routes(self._vtysh(f"show bgp {family} unicast json detail"), family)
+        cli = self.node.spec.get("cli")
+        if cli == "bird":
+            return bird.read_routes(self.node.name, lambda *words: self._cli("birdc", *words), family)
+        if cli == "gobgp":
+            return gobgp.read_routes(self.node.name, self._gobgp, family)
+        return parse_routes(self._checked("vtysh", "-c", f"show bgp {family} unicast json detail"), family)
 
     def stop(self) -> None:
         """Nothing of bgplab's runs in it: the container goes with the lab."""

@@ -122,6 +122,13 @@ def remove_container(entry: Mapping[str, Any]) -> tuple[bool, int]:
     return True, 0
 
 
+def _exit_report(container: Container) -> str:
+    """A container that died as it started, in its own words (a user's image refusing its config)."""
+    logs = container.logs(tail=20).decode(errors="replace").strip() or "no output"
+    return (f"container {container.name} ({container.attrs['Config']['Image']}) exited with code "
+            f"{container.attrs['State'].get('ExitCode')} as it started:\n{logs}")
+
+
 class DockerRuntime(NetnsRuntime):
     def __init__(self, plan: LabPlan, state: LabState) -> None:
         super().__init__(plan, state)
@@ -185,7 +192,11 @@ class DockerRuntime(NetnsRuntime):
             pids = list(pool.map(self._create, keys))
         for key, pid in zip(keys, pids, strict=True):
             self._pids[key] = pid
-            system.run(["ip", "netns", "attach", self.ns(key), str(pid)])
+            try:
+                system.run(["ip", "netns", "attach", self.ns(key), str(pid)])
+            except system.CommandError:
+                self._exited(key)  # its init died at once (a user's image refusing its config, say)
+                raise
             self.prepare(key)
             if self.on_management(key):
                 self._prepare_management(key)
@@ -246,8 +257,15 @@ class DockerRuntime(NetnsRuntime):
         container.reload()
         pid = int(container.attrs["State"]["Pid"])
         if not pid:
-            raise DockerError(f"container {container.name} is not running: {container.logs(tail=20).decode()}")
+            raise DockerError(_exit_report(container))
         return pid
+
+    def _exited(self, key: str) -> None:
+        """Raise what the container said if it is no longer running."""
+        container = self.docker.containers.get(self.ns(key))
+        container.reload()
+        if not container.attrs["State"].get("Running"):
+            raise DockerError(_exit_report(container))
 
     # ---- operating
 

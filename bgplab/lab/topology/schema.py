@@ -190,8 +190,9 @@ class NodeSpec(_Spec):
         None, description="kind linux: a shell command that succeeds once the node is ready (retried)")
     ready_timeout: Annotated[float, Field(gt=0, le=600)] = Field(
         60.0, description="kind linux: seconds for `ready` to succeed")
-    cli: Literal["frr"] | None = Field(
-        None, description="kind linux: the CLI bgplab reads its sessions and routes with (vtysh); none: unseen")
+    cli: Literal["frr", "bird", "gobgp"] | None = Field(
+        None, description="kind linux: the CLI in the image bgplab reads its sessions and routes with (frr: "
+        "vtysh; bird: birdc on its default socket; gobgp: gobgp on its default API address); none: unseen")
 
 
 class LinkSpec(_Spec):
