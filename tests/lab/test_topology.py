@@ -445,7 +445,8 @@ BAD = [
     ("bad-host-outside-vnet.yaml", 15, "expressroute.vnets.hub.hosts.vm2[0]",
      "10.200.1.10 is outside VNet hub's address space (10.100.0.0/16)"),
     ("bad-unknown-key.yaml", 3, "node",
-     "unknown key 'node' (did you mean 'nodes'?); allowed: name, profile, runtime, management, expressroute, nodes, links"),
+     "unknown key 'node' (did you mean 'nodes'?); allowed: name, profile, runtime, management, expressroute, "
+     "nodes, links"),
     ("bad-profile.yaml", 2, "profile", "profile 'slow' is not a timer profile; valid profiles: azure"),
 ]  # fmt: skip
 
