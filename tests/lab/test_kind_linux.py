@@ -214,14 +214,17 @@ def test_an_image_is_read_through_its_own_cli_and_fails_over(cli_name: str) -> N
 
 @pytest.mark.lab
 @pytest.mark.timeout(120)
-def test_an_image_that_exits_as_it_starts_is_reported_with_its_own_words(tmp_path: Path) -> None:
-    """A user's image refusing its config dies before its links exist: `up` says so with the
-    container's exit code and log (BIRD's own file:line), and leaves nothing."""
+@pytest.mark.parametrize("delay", [0, 3], ids=["at-once", "after-its-links"])
+def test_an_image_that_exits_as_it_starts_is_reported_with_its_own_words(tmp_path: Path, delay: int) -> None:
+    """A user's image refusing its config dies, before its links exist or (a slower boot) while
+    bgplab waits for it to be ready: `up` says so with the container's exit code and log (BIRD's
+    own file:line), not a timeout, and leaves nothing."""
     client().images.build(path=str(HERE / "images" / "bird-foreign"), tag=BIRD_IMAGE, network_mode="host", rm=True)
     (tmp_path / "configs").mkdir()
     (tmp_path / "configs" / "linux-bird.conf").write_text("router id 10.32.0.1;\nprotocol bgp primary {}\n")
     topology = tmp_path / "linux-bird.yaml"
-    topology.write_text(BIRD_TOPOLOGY.read_text())
+    topology.write_text(BIRD_TOPOLOGY.read_text().replace("    cli: bird\n",
+                                                          f"    cli: bird\n    env: {{START_DELAY: '{delay}'}}\n"))
     with state_dir() as root:
         cli, name = Cli(root), unique("kx")
         proc = cli.run("up", str(topology), "--name", name, check=False)

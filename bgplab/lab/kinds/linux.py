@@ -39,13 +39,21 @@ class LinuxNode(RunningNode):
             raise ConfigCheckError(f"node {self.node.name} runs the image {self.node.image}, so the lab needs the "
                                    "docker runtime (`runtime: docker`, or `bgplab up --runtime docker`)")
         for command in self.node.spec.get("exec", []):
+            self._running()
             proc = self.runtime.exec(self.key, ["sh", "-c", command], check=False)
             if proc.returncode != 0:
+                self._running()
                 raise RuntimeError(f"{self.node.name}: exec {command!r} exited {proc.returncode}: "
                                    f"{(proc.stdout + proc.stderr).strip()[-1000:]}")
         ready = self.node.spec.get("ready")
         if ready:
             self._wait_ready(str(ready), float(self.node.spec.get("ready_timeout", 60.0)))
+
+    def _running(self) -> None:
+        """An image that exited (refusing its config, say) is reported in its own words."""
+        why = self.runtime.exited(self.key)
+        if why:
+            raise RuntimeError(why)
 
     def _wait_ready(self, command: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -53,6 +61,7 @@ class LinuxNode(RunningNode):
             proc = self.runtime.exec(self.key, ["sh", "-c", command], check=False, timeout=timeout)
             if proc.returncode == 0:
                 return
+            self._running()  # an image that died is not going to become ready
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{self.node.name}: not ready after {timeout:g}s ({command!r} exited "
                                    f"{proc.returncode}: {(proc.stdout + proc.stderr).strip()[-1000:]})")

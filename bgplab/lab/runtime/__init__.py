@@ -43,6 +43,10 @@ class Runtime(Protocol):
     def build(self) -> None:
         """Create every namespace (node), link, address, route and shaper of the plan, journaled."""
 
+    def exited(self, key: str) -> str | None:
+        """Why the namespace's container is no longer running, in its own words (docker), or None."""
+        ...
+
     def management_address(self, key: str) -> str | None:
         """The namespace's address on the lab's management network (docker only), or None."""
         ...

@@ -195,7 +195,9 @@ class DockerRuntime(NetnsRuntime):
             try:
                 system.run(["ip", "netns", "attach", self.ns(key), str(pid)])
             except system.CommandError:
-                self._exited(key)  # its init died at once (a user's image refusing its config, say)
+                why = self.exited(key)  # its init died at once (a user's image refusing its config, say)
+                if why:
+                    raise DockerError(why) from None
                 raise
             self.prepare(key)
             if self.on_management(key):
@@ -260,12 +262,13 @@ class DockerRuntime(NetnsRuntime):
             raise DockerError(_exit_report(container))
         return pid
 
-    def _exited(self, key: str) -> None:
-        """Raise what the container said if it is no longer running."""
-        container = self.docker.containers.get(self.ns(key))
-        container.reload()
-        if not container.attrs["State"].get("Running"):
-            raise DockerError(_exit_report(container))
+    def exited(self, key: str) -> str | None:
+        """What the container said if it is no longer running (its exit code and log), else None."""
+        try:
+            container = self.docker.containers.get(self.ns(key))
+        except docker.errors.NotFound:
+            return f"container {self.ns(key)} of lab {self.plan.name} is gone"
+        return None if container.attrs["State"].get("Running") else _exit_report(container)
 
     # ---- operating
 

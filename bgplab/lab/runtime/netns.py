@@ -167,6 +167,10 @@ class NetnsRuntime:
     def netns_path(self, key: str) -> str:
         return netns_path(self.ns(key))
 
+    def exited(self, key: str) -> str | None:
+        """Why a container's init is gone (the docker runtime's); a namespace has none."""
+        return None
+
     def management_address(self, key: str) -> str | None:
         """A node's address on the management network: the docker runtime's alone."""
         return None
