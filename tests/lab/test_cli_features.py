@@ -65,13 +65,13 @@ class ConnectTo:
 
 
 @pytest.fixture(scope="module")
-def connect_to() -> Iterator[ConnectTo]:
+def connect_to(runtime: str) -> Iterator[ConnectTo]:
     with state_dir() as state:
         cli = Cli(state)
         name = unique("clf")
         try:
-            up = cli.run("up", str(TOPOLOGIES / "connect-to.yaml"), "--name", name, "--wait", "60", "--json",
-                         check=False)
+            up = cli.run("up", str(TOPOLOGIES / "connect-to.yaml"), "--name", name, "--wait", "60", "--runtime",
+                         runtime, "--json", check=False)
             at_return, configured = {}, {}
             if up.returncode == 0:
                 for node in ("ce1", "ce2"):

@@ -20,8 +20,8 @@ LabRun = tuple[Cli, str, dict[str, Any]]
 
 
 @pytest.fixture(scope="module")
-def lab() -> Iterator[LabRun]:
-    with running_lab("connect-to.yaml", "fl") as run:
+def lab(runtime: str) -> Iterator[LabRun]:
+    with running_lab("connect-to.yaml", "fl", runtime) as run:
         yield run
 
 

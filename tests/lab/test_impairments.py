@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from bgplab.lab import system
 from bgplab.lab.lab import Lab
 from bgplab.lab.probe_report import ProbeReport
 from bgplab.lab.probes import Probe, ProbeSpec
@@ -63,8 +64,8 @@ LabRun = tuple[Cli, str]
 
 
 @pytest.fixture(scope="module")
-def shaped() -> Iterator[LabRun]:
-    with running_lab(Path(__file__).resolve().parent / "topologies" / SHAPED, "im") as (cli, name, up):
+def shaped(runtime: str) -> Iterator[LabRun]:
+    with running_lab(Path(__file__).resolve().parent / "topologies" / SHAPED, "im", runtime) as (cli, name, up):
         assert up["established"]
         wait_for("on-premises via the primary MSEE", lambda: _onprem_via(cli, name) == ["169.254.0.1"])
         yield cli, name
@@ -180,8 +181,10 @@ def _flood(cli: Cli, name: str, source: str, address: str, receiver: str, dev: s
     blaster sent, carried from the receiving interface's byte counter, both over the blaster's
     own sending time."""
     before = _rx_bytes(cli, name, receiver, dev)
-    out = cli.run("exec", "--lab", name, source, "--", sys.executable, "-c", BLASTER, address, "9",
-                  str(BLAST_PAYLOAD), str(BLAST_SECONDS)).stdout
+    # The blaster is the test's tool, not the node's: the host's Python in the node's network
+    # namespace (the name both runtimes give it), as the lab runs its own probe agent.
+    out = system.run(["ip", "netns", "exec", f"bl-{name}-{source}", sys.executable, "-c", BLASTER, address, "9",
+                      str(BLAST_PAYLOAD), str(BLAST_SECONDS)]).stdout
     after = _rx_bytes(cli, name, receiver, dev)
     sent = json.loads(out)
     offered = _wire_mbps(sent["sent"], BLAST_PAYLOAD, sent["seconds"])

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from bgplab.lab import system
+from bgplab.lab.runtime.docker import client
 from bgplab.lab.runtime.netns import namespace_pids
 from tests.lab.labcli import wait_for
 from tests.lab.test_kinds import Lab, bring_up
@@ -58,6 +59,7 @@ class KindLab:
     kind: str
     case: Case
     lab: Lab
+    runtime: str
 
     @property
     def name(self) -> str:
@@ -75,6 +77,13 @@ class KindLab:
 
     def namespace(self) -> str:
         return f"bl-{self.name}-{self.case.ce}"
+
+    def processes(self) -> list[int]:
+        """What runs in the CE's namespace; on docker, but its container's init (which only holds
+        the namespaces, and which a power loss of the node leaves, as the netns runtime leaves the
+        namespace itself)."""
+        init = client().containers.get(self.namespace()).attrs["State"]["Pid"] if self.runtime == "docker" else None
+        return [p for p in namespace_pids(self.namespace()) if p != init]
 
     def pid(self) -> int:
         return int((self.lab[0].state_dir / self.name / "nodes" / self.case.ce / f"{self.case.program}.pid")
@@ -123,7 +132,7 @@ class KindLab:
 
     def gone(self) -> None:
         """The CE's process is gone and every MSEE session to it has left established, its routes with it."""
-        wait_for(f"no process left in {self.case.ce}'s namespace", lambda: not namespace_pids(self.namespace()),
+        wait_for(f"no process left in {self.case.ce}'s namespace", lambda: not self.processes(),
                  timeout=5.0)  # SIGKILL is sent, not waited for: a power loss
         wait_for(f"{self.case.ce}'s MSEE sessions down",
                  lambda: "established" not in self.msee_states().values(), timeout=DOWN_WITHIN)
@@ -132,10 +141,10 @@ class KindLab:
 
 
 @pytest.fixture(scope="module", params=sorted(CASES))
-def kind_lab(request: pytest.FixtureRequest) -> Iterator[KindLab]:
+def kind_lab(request: pytest.FixtureRequest, runtime: str) -> Iterator[KindLab]:
     case = CASES[request.param]
-    for lab in bring_up(case.topology, case.prefix, "netns"):
-        yield KindLab(request.param, case, lab)
+    for lab in bring_up(case.topology, case.prefix, runtime):
+        yield KindLab(request.param, case, lab, runtime)
 
 
 @pytest.fixture

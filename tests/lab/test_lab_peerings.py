@@ -37,8 +37,8 @@ LabRun = tuple[Cli, str]
 
 
 @pytest.fixture(scope="module")
-def lab() -> Iterator[LabRun]:
-    with running_lab(TOPOLOGY, "pe") as (cli, name, up):
+def lab(runtime: str) -> Iterator[LabRun]:
+    with running_lab(TOPOLOGY, "pe", runtime) as (cli, name, up):
         assert up["established"]
         yield cli, name
 

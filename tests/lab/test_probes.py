@@ -198,8 +198,8 @@ def test_destinations_hops_and_rules(plan_lab: Lab) -> None:
 
 
 @pytest.fixture(scope="module")
-def connect_to() -> Iterator[tuple[Cli, str]]:
-    with running_lab("connect-to.yaml", "pb") as (cli, name, up):
+def connect_to(runtime: str) -> Iterator[tuple[Cli, str]]:
+    with running_lab("connect-to.yaml", "pb", runtime) as (cli, name, up):
         assert up["established"]
 
         def primary() -> bool:

@@ -43,8 +43,8 @@ SEEN: dict[str, Callable[[Any], bool]] = {
 
 
 @pytest.fixture(scope="module")
-def steps_lab() -> Iterator[Lab]:
-    with running_lab(TOPOLOGY, "ss") as lab:
+def steps_lab(runtime: str) -> Iterator[Lab]:
+    with running_lab(TOPOLOGY, "ss", runtime) as lab:
         yield lab
 
 
