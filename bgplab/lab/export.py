@@ -15,6 +15,7 @@ daemon of their own, so each node's `cmd` starts its daemon on its config.
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -192,6 +193,9 @@ def _exec_lines(plan: LabPlan, node: Node) -> list[str]:
         for prefix, via in ns.routes:
             family = "-6 " if ":" in prefix else ""
             routes.append(f"ip {family}route replace {prefix} via {via}")
+        routes += [f"ip {'-6 ' if ':' in prefix else ''}route replace local {prefix} dev lo" for prefix in ns.local]
+        if ns.nft:
+            routes.append("sh -c " + shlex.quote(f"printf %s {shlex.quote(ns.nft)} | nft -f -"))
     return bridges + addresses + routes
 
 

@@ -30,6 +30,11 @@ class Namespace:
     """IPv4 and IPv6 forwarding on (routers, MSEEs, gateways), off for hosts."""
     bridges: tuple[tuple[str, tuple[str, ...]], ...] = ()
     """(bridge name, member interfaces) created in this namespace after the links, e.g. a VNet's segment."""
+    local: tuple[str, ...] = ()
+    """Prefixes every address of which this namespace answers (a local route each): the services
+    behind an MSEE's Microsoft peering."""
+    nft: str = ""
+    """An nftables ruleset loaded once the addresses are there: a CE's NAT, Microsoft's ACL."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +127,8 @@ def plan_from_data(data: Mapping[str, Any]) -> LabPlan:
 
     namespaces = {
         k: Namespace(v["key"], v["node"], pairs(v["addresses"]), pairs(v["routes"]), v["forwarding"],
-                     tuple((name, tuple(members)) for name, members in v["bridges"]))
+                     tuple((name, tuple(members)) for name, members in v["bridges"]), tuple(v.get("local", ())),
+                     str(v.get("nft", "")))
         for k, v in data["namespaces"].items()
     }
     links = tuple(

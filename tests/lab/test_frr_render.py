@@ -20,7 +20,8 @@ INTENT: dict[str, Any] = {
     "announce": ["10.1.0.0/16"],
     "neighbors": [
         {"address": "192.168.100.134", "asn": 12076, "md5": "Contoso2026", "bfd": True, "prepend": 2,
-         "local_address": "192.168.100.133", "families": ["ipv4"], "role": "msee"},
+         "local_address": "192.168.100.133", "families": ["ipv4"], "role": "msee",
+         "circuit": "contoso-ams", "peering": "private", "export": ["10.1.0.0/16"]},
         {"address": "10.0.12.1", "asn": 65010, "md5": None, "bfd": False, "prepend": 0, "local_address": None,
          "families": ["ipv4"], "role": "user"},
     ],
@@ -70,3 +71,24 @@ def test_bfd_timers_frr_would_refuse_are_refused_naming_the_node(timers: Any) ->
     expected = r"ce2: intent bfd_timers .*: expected \[transmit ms, receive ms, multiplier\]"
     with pytest.raises(ValueError, match=expected):
         render_intent("ce2", {**INTENT, "bfd_timers": timers}, FAST)
+
+
+def test_msee_sessions_are_filtered_both_ways_and_frr_accepts_the_config(tmp_path: Path) -> None:
+    msee, ibgp = INTENT["neighbors"]
+    microsoft = {**msee, "address": "198.51.100.6", "local_address": "198.51.100.5", "peering": "microsoft",
+                 "export": []}
+    intent = {**INTENT, "neighbors": [{**msee, "export": ["10.1.0.0/16", "10.64.0.0/14+"]}, microsoft, ibgp]}
+    lines = render_intent("ce2", intent, FAST).splitlines()
+    assert [line for line in lines if "prefix-list" in line and "neighbor" not in line] == [
+        "ip prefix-list TO-CONTOSO-AMS-PRIVATE seq 5 permit 10.1.0.0/16",
+        "ip prefix-list TO-CONTOSO-AMS-PRIVATE seq 10 permit 10.64.0.0/14 le 32",
+        "ip prefix-list FROM-AZURE seq 5 deny 0.0.0.0/0",
+        "ip prefix-list FROM-AZURE seq 10 permit any",
+        "ip prefix-list TO-CONTOSO-AMS-MICROSOFT seq 5 deny any",  # nothing to send: nothing goes
+    ]
+    assert "  neighbor 192.168.100.134 prefix-list TO-CONTOSO-AMS-PRIVATE out" in lines
+    assert "  neighbor 198.51.100.6 prefix-list TO-CONTOSO-AMS-MICROSOFT out" in lines
+    assert "  neighbor 192.168.100.134 prefix-list FROM-AZURE in" in lines
+    assert not [line for line in lines if line.startswith("  neighbor 10.0.12.1 prefix-list")]
+    proc = dryrun(tmp_path, "\n".join(lines) + "\n")
+    assert proc.returncode == 0, proc.stdout + proc.stderr

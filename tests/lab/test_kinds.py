@@ -38,9 +38,11 @@ CE_INTENT: dict[str, Any] = {
     "announce": ["10.1.0.0/16", "2001:db8:1::/48"],
     "neighbors": [
         {"address": "192.168.100.134", "asn": 12076, "md5": "Se cr\\et", "bfd": True, "prepend": 2,
-         "local_address": "192.168.100.133", "families": ["ipv4"], "role": "msee"},
+         "local_address": "192.168.100.133", "families": ["ipv4"], "role": "msee",
+         "circuit": "contoso-ams", "peering": "private", "export": ["10.1.0.0/16"]},
         {"address": "2001:db8:100::6", "asn": 12076, "md5": "S3cret", "bfd": False, "prepend": 2,
-         "local_address": "2001:db8:100::5", "families": ["ipv6"], "role": "msee"},
+         "local_address": "2001:db8:100::5", "families": ["ipv6"], "role": "msee",
+         "circuit": "contoso-ams", "peering": "private", "export": ["2001:db8:1::/48"]},
         {"address": "10.0.12.1", "asn": 65010, "md5": None, "bfd": True, "prepend": 0, "local_address": None,
          "families": ["ipv4"], "role": "user"},
     ],
@@ -74,7 +76,11 @@ def test_bird_config_from_intent_passes_bird_and_programs_the_kernel(tmp_path: P
     ibgp = text[text.index("protocol bgp bgp_10_0_12_1"):]
     assert "next hop self;" in ibgp and "direct;" in ibgp and "bfd on;" in ibgp
     v6 = text[text.index("protocol bgp bgp_2001_db8_100__6"):]
-    assert "ipv6 { import all;" in v6[: v6.index("\n}")] and "bfd on;" not in v6[: v6.index("\n}")]
+    assert "ipv6 { import where net != ::/0;" in v6[: v6.index("\n}")] and "bfd on;" not in v6[: v6.index("\n}")]
+    # Out, exactly the peering's prefixes; in, no default route; the iBGP partner gets everything.
+    assert "  if !(net ~ [ 10.1.0.0/16 ]) then reject;" in out[: out.index("\n}")]
+    assert "ipv4 { import where net != 0.0.0.0/0;" in msee
+    assert "ipv4 { import all;" in ibgp and "net ~" not in text[text.index("filter bgp_10_0_12_1_out"):]
 
 
 def test_bird_azure_profile_keeps_bird_timers_and_no_bfd_without_asking(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ up with every session established and shows what it exists to show, in routes an
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -70,7 +71,10 @@ def test_microsoft_peering_delivers_exactly_the_filtered_service_prefixes(runtim
 
         # What ce1 sends follows what it receives by its own timing: wait for it, then hold it.
         wait_for("ce1's public prefix at msee1", lambda: received())
-        assert received() == ["203.0.113.0/28"]  # 10.9.0.0/16 (RFC 1918) dropped
+        assert received() == ["203.0.113.0/28"]  # 10.9.0.0/16 (RFC 1918) dropped...
+        sent = json.loads(cli.run("exec", "--lab", name, "ce1", "--", "vtysh", "-c",
+                                  "show bgp ipv4 unicast neighbors 198.51.100.2 advertised-routes json").stdout)
+        assert sorted(sent["advertisedRoutes"]) == ["10.9.0.0/16", "203.0.113.0/28"]  # ...though ce1 sent it
         sessions = {(s["node"], s["neighbor"]): s for s in cli.json("status", "--lab", name)["sessions"]}
         assert sessions[("contoso-ams-msee1", "198.51.100.1")]["state"] == "established"
         assert sessions[("contoso-ams-msee1", "198.51.100.1")]["flaps"] == 0

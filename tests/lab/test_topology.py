@@ -60,7 +60,9 @@ def test_lab_header(lab: LabPlan) -> None:
 
 
 def test_lab_namespaces(lab: LabPlan) -> None:
-    ns = lab.namespaces
+    # What the data plane of Microsoft peering adds (the CE's NAT, Microsoft's services and ACL) is
+    # checked below, the rest here.
+    ns = {key: dataclasses.replace(n, local=(), nft="") for key, n in lab.namespaces.items()}
     assert ns["ce1"] == Namespace(
         "ce1",
         "ce1",
@@ -138,10 +140,27 @@ def test_lab_links(lab: LabPlan) -> None:
     )
 
 
-def msee_neighbor(address: str, local: str, md5: str | None, bfd: bool, prepend: int) -> dict[str, Any]:
+def test_lab_microsoft_peering_data_plane(lab: LabPlan) -> None:
+    """Each generated CE NATs what leaves on Microsoft peering, but its own link address (its BGP
+    session), to the NAT pool the peering advertises; each MSEE's Microsoft-peering namespace answers
+    for the catalogue's service prefixes and admits only sources within that pool."""
+    for ce, own in (("ce1", "198.51.100.1"), ("ce2", "198.51.100.5")):
+        assert (f'oifname "eth1.200" ip saddr != {{ 203.0.113.0/28, {own} }} counter snat to 203.0.113.0-203.0.113.15;'
+                in lab.namespaces[ce].nft.splitlines()[3])
+    for msee in (MSEE1, MSEE2):
+        services = lab.namespaces[f"{msee}.microsoft"]
+        assert "198.18.0.0/21" in services.local and "2001:db8:f000::/45" in services.local
+        ipv4 = [line for line in services.nft.splitlines() if line.strip().startswith("ip daddr")]
+        assert ipv4 and ipv4[0].endswith("ip saddr != { 203.0.113.0/28 } drop;")
+        assert lab.namespaces[f"{msee}.private"].nft == "" and lab.namespaces[f"{msee}.private"].local == ()
+    assert lab.namespaces["onprem"].nft == ""
+
+
+def msee_neighbor(address: str, local: str, md5: str | None, bfd: bool, prepend: int, peering: str,
+                  export: list[str]) -> dict[str, Any]:
     return {
         "address": address, "asn": 12076, "md5": md5, "bfd": bfd, "prepend": prepend, "local_address": local,
-        "families": ["ipv4"], "role": "msee",
+        "families": ["ipv4"], "role": "msee", "circuit": "contoso-ams", "peering": peering, "export": export,
     }  # fmt: skip
 
 
@@ -157,11 +176,13 @@ def test_lab_ce_intents(lab: LabPlan) -> None:
         "intent": {
             "asn": 65010,  # the private peering's peer_asn
             "router_id": "10.1.0.1",  # the first IPv4 loopback
-            "announce": ["10.1.0.0/16"],
+            # its own, then what its circuit's Microsoft peering advertises (its NAT pool)
+            "announce": ["10.1.0.0/16", "203.0.113.0/28"],
             "announce_cover": [],
             "neighbors": [
-                msee_neighbor("192.168.100.130", "192.168.100.129", "S3cret", True, 0),
-                msee_neighbor("198.51.100.2", "198.51.100.1", None, True, 0),
+                # each MSEE session carries out only what its peering is meant to: nothing transits
+                msee_neighbor("192.168.100.130", "192.168.100.129", "S3cret", True, 0, "private", ["10.1.0.0/16"]),
+                msee_neighbor("198.51.100.2", "198.51.100.1", None, True, 0, "microsoft", ["203.0.113.0/28"]),
                 user_neighbor("10.0.12.2", False),
             ],
         }
@@ -170,11 +191,11 @@ def test_lab_ce_intents(lab: LabPlan) -> None:
         "intent": {
             "asn": 65010,
             "router_id": "10.0.12.2",  # no loopback: the first IPv4 interface address
-            "announce": ["10.1.0.0/16"],
+            "announce": ["10.1.0.0/16", "203.0.113.0/28"],
             "announce_cover": [],
             "neighbors": [
-                msee_neighbor("192.168.100.134", "192.168.100.133", "S3cret", False, 2),
-                msee_neighbor("198.51.100.6", "198.51.100.5", None, False, 2),
+                msee_neighbor("192.168.100.134", "192.168.100.133", "S3cret", False, 2, "private", ["10.1.0.0/16"]),
+                msee_neighbor("198.51.100.6", "198.51.100.5", None, False, 2, "microsoft", ["203.0.113.0/28"]),
                 user_neighbor("10.0.12.1", True),
             ],
         }
@@ -607,6 +628,10 @@ NODE_REFUSALS = [
     ("r1: {kind: host}\n  r1: {kind: host}", 5, "nodes.r1", "duplicate key 'r1' (first on line 4)"),
     ("r1: {kind: frr, asn: 65001, router_id: 10.0.0.1, neighbors: [{address: 10.0.0.2}]}", 4,
      "nodes.r1.neighbors[0].asn", "required: the neighbor's AS number"),
+    ("r1: {kind: frr, asn: 65001, router_id: 10.0.0.1, advertise: {transit: [10.0.0.0/8]}}", 4,
+     "nodes.r1.advertise.transit", "'transit' is not valid here; use one of 'private', 'microsoft' or 'public'"),
+    ("r1: {kind: frr, asn: 65001, router_id: 10.0.0.1, advertise: {private: [10.0.0.1/8]}}", 4,
+     "nodes.r1.advertise.private[0]", "10.0.0.1/8 has host bits set"),
 ]  # fmt: skip
 
 
@@ -685,6 +710,18 @@ def test_announce_range_expands_and_is_covered_by_few_blocks() -> None:
     assert intent["announce"][-1] == "10.79.149.0/24"
     assert intent["announce_cover"] == ["10.64.0.0/13", "10.72.0.0/14", "10.76.0.0/15", "10.78.0.0/16",
                                         "10.79.0.0/17", "10.79.128.0/20", "10.79.144.0/22", "10.79.148.0/23"]
+
+
+def test_a_range_goes_out_to_private_peering_as_its_covering_blocks_and_advertise_replaces_a_default() -> None:
+    text = CONNECT_TO.read_text().replace(
+        "    announce: [10.1.0.0/16]\n    loopback", "    announce: [10.1.0.0/16]\n"
+        "    announce_range: {first: 10.64.0.0/24, count: 512}\n    advertise: {microsoft: [203.0.113.0/29]}\n"
+        "    loopback", 1)
+    intent = plan_from_text(text, "ct.yaml", HERE).nodes["ce1"].spec["intent"]
+    exports = {(n["address"], n["peering"]): n["export"] for n in intent["neighbors"] if n["role"] == "msee"}
+    assert exports == {("192.168.100.130", "private"): ["10.1.0.0/16", "10.64.0.0/15+"],
+                       ("198.51.100.2", "microsoft"): ["203.0.113.0/29"]}
+    assert "203.0.113.0/28" in intent["announce"]  # still originated: advertise is the filter only
 
 
 def test_announce_range_past_the_address_space_is_refused() -> None:

@@ -351,8 +351,10 @@ def render_intent(name: str, intent: dict[str, Any], timers: CeTimers | None) ->
         proto = protocol_name(address)
         prepend = int(n.get("prepend") or 0)
         lines += [f"filter {proto}_out {{",
-                  "  if !(source = RTS_STATIC || source = RTS_BGP) then reject;",
-                  "  if source = RTS_STATIC then bgp_origin = ORIGIN_IGP;"]
+                  "  if !(source = RTS_STATIC || source = RTS_BGP) then reject;"]
+        if n.get("role") == "msee":  # exactly what the peering is meant to carry (topology.intent)
+            lines.append(f"  if !(net ~ [ {', '.join(n['export'])} ]) then reject;" if n["export"] else "  reject;")
+        lines += ["  if source = RTS_STATIC then bgp_origin = ORIGIN_IGP;"]
         lines += [f"  bgp_path.prepend({asn});"] * prepend
         lines += ["  accept;", "}"]
         local = f"local {n['local_address']} as {asn}" if n.get("local_address") else f"local as {asn}"
@@ -368,7 +370,10 @@ def render_intent(name: str, intent: dict[str, Any], timers: CeTimers | None) ->
                 lines.append("  direct;")
             lines.append("  bfd on;")
         for family in n.get("families", ["ipv4"]):
-            options = ["import all;", f"export filter {proto}_out;"]
+            # No default route from Azure: it would draw on-premises internet traffic into the circuit.
+            default = "::/0" if family == "ipv6" else "0.0.0.0/0"
+            options = [f"import where net != {default};" if n.get("role") == "msee" else "import all;",
+                       f"export filter {proto}_out;"]
             if ibgp:
                 options.append("next hop self;")
             lines.append(f"  {family} {{ {' '.join(options)} }};")

@@ -378,6 +378,7 @@ def render_intent(name: str, intent: dict[str, Any], timers: CeTimers | None) ->
     for count in sorted({int(n["prepend"]) for n in intent.get("neighbors", []) if n.get("prepend")}):
         lines += [f"route-map {_prepend_map(count)} permit 10", f" set as-path prepend {' '.join([str(asn)] * count)}",
                   "exit", "!"]
+    lines += _prefix_lists(intent.get("neighbors", []))
     lines += [f"router bgp {asn}"]
     if intent.get("router_id"):
         lines.append(f" bgp router-id {intent['router_id']}")
@@ -407,6 +408,9 @@ def render_intent(name: str, intent: dict[str, Any], timers: CeTimers | None) ->
                 lines.append(f"  neighbor {a} next-hop-self")
             if n.get("prepend"):
                 lines.append(f"  neighbor {a} route-map {_prepend_map(n['prepend'])} out")
+            if n.get("role") == "msee":
+                lines += [f"  neighbor {a} prefix-list {_export_list(n)} out",
+                          f"  neighbor {a} prefix-list {_import_list(n)} in"]
         lines += [f"  network {p}" for p in prefixes]
         lines.append(" exit-address-family")
     lines += ["exit", "!"]
@@ -421,6 +425,36 @@ def _covered(prefix: str, covers: list[str]) -> bool:
 
 def _prepend_map(count: int) -> str:
     return f"PREPEND-{count}"
+
+
+def _v6(neighbor: dict[str, Any]) -> bool:
+    return "ipv6" in neighbor.get("families", ["ipv4"])
+
+
+def _export_list(neighbor: dict[str, Any]) -> str:
+    name = re.sub(r"[^0-9A-Za-z_-]", "-", f"TO-{neighbor['circuit']}-{neighbor['peering']}").upper()
+    return name + ("-V6" if _v6(neighbor) else "")
+
+
+def _import_list(neighbor: dict[str, Any]) -> str:
+    return "FROM-AZURE-V6" if _v6(neighbor) else "FROM-AZURE"
+
+
+def _prefix_lists(neighbors: list[dict[str, Any]]) -> list[str]:
+    """The MSEE sessions' prefix lists (bgplab.lab.topology.intent): out, exactly what the peering
+    is meant to carry, so nothing transits between peerings; in, anything but a default route,
+    which would draw on-premises traffic bound for the internet into the circuit."""
+    lines: dict[str, list[str]] = {}
+    for n in (n for n in neighbors if n.get("role") == "msee"):
+        ip, top = ("ipv6", 128) if _v6(n) else ("ip", 32)
+        out = _export_list(n)
+        entries = [f"permit {p[:-1]} le {top}" if p.endswith("+") else f"permit {p}" for p in n["export"]] or [
+            "deny any"]
+        lines[out] = [f"{ip} prefix-list {out} seq {5 * i} {e}" for i, e in enumerate(entries, start=1)]
+        default = "::/0" if _v6(n) else "0.0.0.0/0"
+        lines[_import_list(n)] = [f"{ip} prefix-list {_import_list(n)} seq 5 deny {default}",
+                                  f"{ip} prefix-list {_import_list(n)} seq 10 permit any"]
+    return [line for block in lines.values() for line in [*block, "!"]]
 
 
 

@@ -149,7 +149,10 @@ class NetnsRuntime:
                          for ifname, cidr in spec.addresses]
             # No `-6` here: `ip -batch` takes no options per line, and the prefix tells ip the family.
             commands += [f"route add {prefix} via {via}" for prefix, via in spec.routes]
+            commands += [f"route add local {prefix} dev lo" for prefix in spec.local]
             self.batch(key, commands)
+            if spec.nft:
+                self.net_exec(key, ["nft", "-f", "-"], input=spec.nft)
             for ifname in interfaces:
                 rate = shaped.get((key, ifname))
                 if rate:

@@ -18,15 +18,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bgplab.expressroute.model import AZURE_ASN, Circuit, Model, PeeringType, Side
+from bgplab.expressroute.model import Circuit, Model, PeeringType, Side
 from bgplab.lab.kinds import ROUTER_KINDS, kind_of
 from bgplab.lab.plan import Endpoint, LabPlan, Link, Namespace, Node
-from bgplab.lab.topology import images
-from bgplab.lab.topology.schema import NodeSpec, PrefixRangeSpec, TopologyFile, VNetSpec
+from bgplab.lab.topology import images, intent
+from bgplab.lab.topology.intent import INTENT_FIELDS, ordered_peerings
+from bgplab.lab.topology.schema import TopologyFile, VNetSpec
 from bgplab.source import Source
 
 INTERNET_NODE = "azure-internet"
-INTENT_FIELDS = ("asn", "router_id", "announce", "announce_range", "prepend", "bfd", "neighbors")
 GATEWAY_LINK_POOL = ipaddress.IPv4Network("169.254.0.0/16")
 """MSEE-to-gateway links: one /30 each, MSEE on the first host, gateway on the second."""
 GATEWAY_LINK_POOL6 = ipaddress.IPv6Network("fd00:a9fe::/64")
@@ -69,10 +69,13 @@ class _Ns:
     addresses: list[tuple[str, str]] = field(default_factory=list)
     routes: list[tuple[str, str]] = field(default_factory=list)
     bridges: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
+    local: list[str] = field(default_factory=list)
+    nft: str = ""
 
     def freeze(self) -> Namespace:
         return Namespace(
-            self.key, self.node, tuple(self.addresses), tuple(self.routes), self.forwarding, tuple(self.bridges)
+            self.key, self.node, tuple(self.addresses), tuple(self.routes), self.forwarding, tuple(self.bridges),
+            tuple(self.local), self.nft,
         )
 
 
@@ -319,10 +322,14 @@ class Expander:
                     if peering is None:
                         continue
                     key = f"{msee}.{ptype}"
-                    self._namespace(key, msee, forwarding=True)
+                    ns = self._namespace(key, msee, forwarding=True)
                     place: dict[str, Any] = {"netns": key}
                     if ptype is PeeringType.PRIVATE:
                         place["gateways"] = []
+                    else:
+                        ns.local = intent.services_answers()
+                        admitted = [str(p) for p in peering.advertised_prefixes]
+                        ns.nft = intent.services_ruleset(ns.local, admitted)
                     self.specs[msee]["peerings"][str(ptype)] = place
                     self.reserved[(edge, f"{attachment.physical}.{peering.vlan}")] = (
                         f"the {ptype} peering (VLAN {peering.vlan}) of {attachment.what()}"
@@ -620,72 +627,21 @@ class Expander:
                     )  # fmt: skip
                 self.specs[name] = {"config": config}
                 continue
-            self.specs[name] = {"intent": self._intent(name, node, path)}
+            self.specs[name] = {"intent": intent.router_intent(self, name, node, path)}
+            self.ns[name].nft = intent.snat_ruleset(self._translations(name))
 
-    def _intent(self, name: str, node: NodeSpec, path: str) -> dict[str, Any]:
-        attachments = [a for a in self.attachments if a.edge == name]
-        asn = node.asn
-        if asn is None:
-            if not attachments:
-                self.src.fail(
-                    path,
-                    f"{name} needs an asn: it is the edge of no circuit, so there is no peer_asn to default to "
-                    "(or give it a config)",
-                )
-            first = attachments[0].circuit
-            asn = _ordered_peerings(first)[0][1].peer_asn
-        for att in attachments:
-            for ptype, peering in _ordered_peerings(att.circuit):
-                if peering.peer_asn != asn:
-                    spot = f"{path}.asn" if node.asn is not None else (
-                        f"expressroute.circuits.{att.circuit.name}.peerings.{ptype}.peer_asn"
-                    )  # fmt: skip
-                    self.src.fail(
-                        spot,
-                        f"{name} speaks AS {asn} but the {ptype} peering of circuit {att.circuit.name} has peer_asn "
-                        f"{peering.peer_asn}; a generated config runs one ASN, so make them equal (or give {name} "
-                        "its own config)",
-                    )
-        neighbors: list[dict[str, Any]] = []
-        for att in attachments:
-            for _, peering in _ordered_peerings(att.circuit):
-                for version, family in ((4, "ipv4"), (6, "ipv6")):
-                    addressing = peering.link(att.side, version)
-                    if addressing is None:
-                        continue
-                    neighbors.append({
-                        "address": str(addressing.msee.ip), "asn": AZURE_ASN, "md5": peering.md5,
-                        "bfd": node.bfd and version == 4, "prepend": node.prepend,
-                        "local_address": str(addressing.customer.ip), "families": [family], "role": "msee",
-                    })  # fmt: skip
-        for neighbor in node.neighbors:
-            version = ipaddress.ip_address(neighbor.address).version
-            neighbors.append({
-                "address": neighbor.address, "asn": neighbor.asn, "md5": neighbor.md5, "bfd": neighbor.bfd,
-                "prepend": 0, "local_address": None, "families": [f"ipv{version}"], "role": "user",
-            })  # fmt: skip
-        router_id = node.router_id or self._router_id(name)
-        if router_id is None:
-            self.src.fail(
-                path, f"{name} has no IPv4 address to take a router ID from; give it router_id (or an IPv4 loopback)"
-            )
-        ranged = _expand(node.announce_range)
-        cover = _cover(ranged)
-        return {"asn": asn, "router_id": router_id, "announce": [*node.announce, *ranged], "announce_cover": cover,
-                "neighbors": neighbors}
-
-    def _router_id(self, name: str) -> str | None:
-        """First IPv4 loopback, else the first IPv4 address on an interface (the user's, then generated ones)."""
-        addresses = [(i, ipaddress.ip_interface(a)) for i, a in self.ns[name].addresses]
-        for want_lo in (True, False):
-            for interface, address in addresses:
-                if address.version == 4 and (interface == "lo") == want_lo:
-                    return str(address.ip)
-        return None
-
-
-def _ordered_peerings(circuit: Circuit) -> list[tuple[PeeringType, Any]]:
-    return [(t, circuit.peerings[t]) for t in PeeringType if t in circuit.peerings]
+    def _translations(self, name: str) -> list[tuple[str, str, list[str]]]:
+        """A generated CE's NAT: each Microsoft (or legacy public) peering sub-interface with IPv4,
+        to the first IPv4 prefix that peering advertises."""
+        found = []
+        for att in (a for a in self.attachments if a.edge == name):
+            for ptype, peering in ordered_peerings(att.circuit):
+                pools = [str(p) for p in peering.advertised_prefixes if p.version == 4]
+                sub = f"{att.physical}.{peering.vlan}"
+                own = [str(ipaddress.ip_interface(c).ip) for i, c in self.ns[name].addresses if i == sub and "." in c]
+                if ptype is not PeeringType.PRIVATE and pools and own:
+                    found.append((sub, pools[0], own))
+        return found
 
 
 def _iface(address: _Address, prefixlen: int) -> _Interface:
@@ -694,20 +650,3 @@ def _iface(address: _Address, prefixlen: int) -> _Interface:
 
 def _default(version: int) -> str:
     return "0.0.0.0/0" if version == 4 else "::/0"
-
-
-def _expand(spec: PrefixRangeSpec | None) -> list[str]:
-    if spec is None:
-        return []
-    first = ipaddress.ip_network(spec.first)
-    size = first.num_addresses
-    base = int(first.network_address)
-    return [str(ipaddress.ip_network((base + i * size, first.prefixlen))) for i in range(spec.count)]
-
-
-def _cover(prefixes: list[str]) -> list[str]:
-    """The fewest blocks covering a range: one blackhole route each stands for thousands."""
-    nets = [ipaddress.ip_network(p) for p in prefixes]
-    v4 = [n for n in nets if isinstance(n, ipaddress.IPv4Network)]
-    v6 = [n for n in nets if isinstance(n, ipaddress.IPv6Network)]
-    return [str(n) for n in (*ipaddress.collapse_addresses(v4), *ipaddress.collapse_addresses(v6))]

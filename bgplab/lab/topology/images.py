@@ -20,7 +20,8 @@ from bgplab.source import Source
 LINUX_FIELDS = ("image", "startup_config", "startup_config_path", "binds", "env", "exec", "ready", "ready_timeout",
                 "cli")
 """The fields only kind linux takes."""
-ROUTER_FIELDS = ("config", "asn", "router_id", "announce", "announce_range", "prepend", "bfd", "neighbors")
+ROUTER_FIELDS = ("config", "asn", "router_id", "announce", "announce_range", "prepend", "bfd", "neighbors",
+                 "advertise")
 """What bgplab's router kinds take and a user's image does not: its config is the image's own."""
 _BIND = re.compile(r"^(?P<host>[^:]+):(?P<path>/[^:]*)(?::(?P<mode>ro|rw))?$")
 

@@ -169,6 +169,9 @@ class NodeSpec(_Spec):
     prepend: Annotated[int, Field(ge=0, le=10)] = Field(0, description="intent: AS-path prepend toward its MSEEs")
     bfd: bool = Field(True, description="intent: BFD to its MSEEs on IPv4 sessions")
     neighbors: list[NeighborSpec] = Field(default_factory=list, description="intent: extra BGP neighbors")
+    advertise: dict[Literal["private", "microsoft", "public"], list[Prefix]] | None = Field(
+        None, description="intent: what each peering's sessions may carry out (a prefix list); default: on "
+        "private, what it and its iBGP partners announce; on microsoft and public, the advertised_prefixes")
     loopback: Annotated[list[LoopbackAddress], BeforeValidator(_listify, json_schema_input_type=str | list[str])] = (
         Field(default_factory=list)
     )
