@@ -535,6 +535,13 @@ class VNetSpec(_Spec):
             if clash is not None:
                 raise FieldError(("address_space", n), f"{net} overlaps {clash}, already in this VNet's address space")
         for n, route in enumerate(self.user_routes):
+            if route.next_hop_type == "VirtualNetworkGateway":
+                # Only a VPN gateway can be a UDR's next hop; a VNet here has an ExpressRoute one.
+                raise FieldError(
+                    ("user_routes", n, "next_hop_type"),
+                    "Azure refuses a user-defined route to an ExpressRoute gateway: routes toward it come over BGP "
+                    "(next hop type VirtualNetworkGateway needs a VPN gateway); use VirtualAppliance or None",
+                )
             if route.next_hop_ip is None:
                 continue
             address = ipaddress.ip_address(route.next_hop_ip)

@@ -822,6 +822,13 @@ def test_user_route_next_hop_type_is_one_of_azures() -> None:
     refused(data, f"{HUB}.user_routes[0].next_hop_type", "use one of VirtualAppliance, VirtualNetworkGateway, Internet")
 
 
+def test_a_user_route_to_the_expressroute_gateway_is_refused_as_azure_does() -> None:
+    data = base()
+    hub(data)["user_routes"] = [{"prefix": "10.30.0.0/16", "next_hop_type": "VirtualNetworkGateway"}]
+    refused(data, f"{HUB}.user_routes[0].next_hop_type",
+            "Azure refuses a user-defined route to an ExpressRoute gateway")
+
+
 @pytest.mark.parametrize(
     ("route", "words"),
     [
