@@ -52,6 +52,7 @@ VERBS = (
         ("exec", "run a command in a node's namespace: bgplab exec NODE -- CMD"),
         ("fail", "break something: a link, a node, a daemon, a session, ..."),
         ("restore", "undo a fault (`restore all`: every fault in force)"),
+        ("set", "change a running lab as an operator would: a connection's weight, or the connection itself"),
         ("run", "run a scenario: faults, waits and expectations, with a report"),
         ("graph", "a picture of a lab: SVG, or Mermaid text"),
         ("export", "the lab for another tool: `bgplab export containerlab TOPOLOGY`"),

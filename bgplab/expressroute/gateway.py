@@ -38,6 +38,7 @@ from bgplab.expressroute import effective
 from bgplab.expressroute.control import EventHub, Handler
 from bgplab.expressroute.model import AZURE_ASN, GATEWAY_ASN, Model, Side
 from bgplab.expressroute.services import Catalogue, load_catalogue
+from bgplab.expressroute.spec import MAX_CONNECTION_WEIGHT
 from bgplab.expressroute.timers import Timers
 
 log = logging.getLogger("bgplab.gateway")
@@ -82,6 +83,8 @@ class Gateway:
         self.vnet = model.vnets[vnet]
         self.name = name or f"gateway-{vnet}"
         self.weights = {c.circuit: c.weight for c in self.vnet.connections}
+        self.disconnected: set[str] = set()
+        """Connections deleted at run time (`set_connection`)."""
         for neighbor in neighbors:
             if neighbor.circuit not in self.weights:
                 raise ValueError(
@@ -117,26 +120,8 @@ class Gateway:
     async def start(self) -> None:
         listen = sorted({(n.local_address, self.port) for n in self.neighbors.values() if n.local_address})
         speaker = Speaker(GATEWAY_ASN, self._router_id(), listen=listen, netns=self.netns, routing=DecisionOptions())
-        t = self.timers
         for address, neighbor in self.neighbors.items():
-            speaker.add_peer(
-                PeerConfig(
-                    address,
-                    AZURE_ASN,
-                    local_address=neighbor.local_address,
-                    port=self.port,
-                    families=(_FAMILY[ipaddress.ip_address(address).version],),
-                    hold_time=t.hold,
-                    keepalive=t.keepalive,
-                    min_hold_time=t.min_hold,
-                    connect_retry=t.connect_retry,
-                    idle_hold=t.idle_hold,
-                    idle_hold_max=t.idle_hold_max,
-                    group=MSEE_GROUP,
-                    # No transit: what one circuit taught us never goes to another (section 11).
-                    export_groups=frozenset({"local"}),
-                )
-            )
+            speaker.add_peer(self._peer_config(address, neighbor))
         for family, keys, attrs in self._vnet_announcements():
             speaker.announce(family, keys, attrs)
         self.speaker = speaker
@@ -153,6 +138,63 @@ class Gateway:
             await self.stop()
             raise
         self._dirty.set()
+
+    def _peer_config(self, address: str, neighbor: MseeNeighbor) -> PeerConfig:
+        t = self.timers
+        return PeerConfig(
+            address,
+            AZURE_ASN,
+            local_address=neighbor.local_address,
+            port=self.port,
+            families=(_FAMILY[ipaddress.ip_address(address).version],),
+            hold_time=t.hold,
+            keepalive=t.keepalive,
+            min_hold_time=t.min_hold,
+            connect_retry=t.connect_retry,
+            idle_hold=t.idle_hold,
+            idle_hold_max=t.idle_hold_max,
+            group=MSEE_GROUP,
+            # No transit: what one circuit taught us never goes to another (section 11).
+            export_groups=frozenset({"local"}),
+        )
+
+    # ---- what an operator changes at run time
+
+    def _connected(self, circuit: str) -> None:
+        if circuit not in self.weights:
+            raise ValueError(f"VNet {self.vnet.name} has no connection to circuit {circuit!r}; "
+                             f"connected: {', '.join(self.weights) or 'none'}")
+
+    def set_weight(self, circuit: str, weight: int) -> None:
+        """The connection's routing weight, as `az network vpn-connection update --routing-weight`:
+        the effective routes follow at once (weight counts before AS-path length)."""
+        self._connected(circuit)
+        if not 0 <= weight <= MAX_CONNECTION_WEIGHT:
+            raise ValueError(f"weight {weight}: expected 0-{MAX_CONNECTION_WEIGHT}")
+        self.weights[circuit] = weight
+        self._note("weight", circuit=circuit, weight=weight, text=f"connection to {circuit}: weight {weight}")
+        self._dirty.set()
+
+    async def set_connection(self, circuit: str, connected: bool) -> None:
+        """Delete the VNet's connection to a circuit (its sessions with that circuit's MSEEs end,
+        Cease, and its routes leave the effective routes), or create it again."""
+        self._connected(circuit)
+        if self.speaker is None or connected == (circuit not in self.disconnected):
+            return
+        for address, neighbor in self.neighbors.items():
+            if neighbor.circuit != circuit:
+                continue
+            if connected:
+                self.speaker.add_peer(self._peer_config(address, neighbor))
+            else:
+                await self.speaker.remove_peer(address)
+        (self.disconnected.discard if connected else self.disconnected.add)(circuit)
+        state = "connected" if connected else "disconnected"
+        self._note("connection", circuit=circuit, connected=connected, text=f"connection to {circuit} {state}")
+        self._dirty.set()
+
+    def _note(self, kind: str, *, text: str, **fields: Any) -> None:
+        self.hub.publish({"time": round(time.monotonic(), 6), "type": kind, "node": self.name, "text": text, **fields})
 
     async def stop(self) -> None:
         if self.speaker is not None:
@@ -293,6 +335,7 @@ class Gateway:
             "vnet": self.vnet.name,
             "address_space": [str(n) for n in self.vnet.address_space],
             "connections": self.weights,
+            "disconnected": sorted(self.disconnected),
             "uptime": round(time.monotonic() - self.started_at, 3),
             "recomputed": self.recomputed,
         }
@@ -345,10 +388,30 @@ class Gateway:
             route = effective.lookup(self.routes_now, str(args.get("destination", "")))
             return route.to_json() if route is not None else None
 
+        async def weight(args: Mapping[str, Any]) -> Any:
+            self.set_weight(str(args.get("circuit", "")), _integer(args, "weight"))
+            return self.status()
+
+        async def connection(args: Mapping[str, Any]) -> Any:
+            connected = args.get("connected")
+            if not isinstance(connected, bool):
+                raise ValueError("connected: expected true or false")
+            await self.set_connection(str(args.get("circuit", "")), connected)
+            return self.status()
+
         return {
             "status": status,
             "sessions": sessions,
             "routes": routes,
             "effective-routes": effective_routes,
             "lookup": lookup,
+            "weight": weight,
+            "connection": connection,
         }
+
+
+def _integer(args: Mapping[str, Any], key: str) -> int:
+    value = args.get(key)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"{key}: expected a whole number, not {value!r}")
+    return value

@@ -103,6 +103,8 @@ class Msee:
         self.catalogue = catalogue or load_catalogue()
         self.hub = EventHub()
         self.drained = False
+        self.disconnected: set[str] = set()
+        """Gateways whose VNet connection was deleted at run time (`set_gateway`)."""
         self.enabled = {t: self.circuit.peerings[t].enabled for t in self.places}
         self.route_filter = {t: self.circuit.peerings[t].route_filter for t in self.places}
         self.domains: dict[PeeringType, _Domain] = {}
@@ -151,6 +153,8 @@ class Msee:
             customers.append(config.key)
         if peering_type is PeeringType.PRIVATE:
             for gateway in place.gateways:
+                if gateway.address in self.disconnected:
+                    continue
                 speaker.add_peer(self._gateway_config(gateway, place.port))
                 if gateway.local_address:  # whichever of us starts first, the other connects
                     speaker.listen.append((gateway.local_address, place.port))
@@ -291,6 +295,25 @@ class Msee:
         elif not enabled and peering_type in self.domains:
             await self._stop_domain(peering_type, "peering disabled")
 
+    async def set_gateway(self, address: str, connected: bool) -> None:
+        """A VNet connection deleted (or made again): the session to that gateway ends (or starts)."""
+        place = self.places.get(PeeringType.PRIVATE)
+        gateway = next((g for g in place.gateways if g.address == address), None) if place else None
+        if place is None or gateway is None:
+            known = ", ".join(g.address for g in place.gateways) if place else "none: no private peering"
+            raise ValueError(f"no gateway {address} on this MSEE's private peering; gateways: {known or 'none'}")
+        if connected == (address not in self.disconnected):
+            return
+        (self.disconnected.discard if connected else self.disconnected.add)(address)
+        domain = self.domains.get(PeeringType.PRIVATE)
+        if domain is not None:
+            if connected:
+                domain.speaker.add_peer(self._gateway_config(gateway, place.port))
+            else:
+                await domain.speaker.remove_peer(address)
+        self._note("connection", gateway=address, connected=connected,
+                   text=f"gateway {address} {'connected' if connected else 'disconnected'}")
+
     async def set_route_filter(self, name: str | None) -> None:
         if name is not None and name not in self.model.route_filters:
             known = ", ".join(self.model.route_filters) or "none defined"
@@ -406,6 +429,10 @@ class Msee:
             await self.set_peering_enabled(str(args.get("peering", "")), _flag(args, "enabled"))
             return self.status()
 
+        async def gateway(args: Mapping[str, Any]) -> Any:
+            await self.set_gateway(str(args.get("address", "")), _flag(args, "connected"))
+            return self.status()
+
         async def route_filter(args: Mapping[str, Any]) -> Any:
             name = args.get("name")
             await self.set_route_filter(str(name) if name is not None else None)
@@ -428,6 +455,7 @@ class Msee:
             "drain": drain,
             "peering": peering,
             "route-filter": route_filter,
+            "gateway": gateway,
             "fault": fault,
         }
 

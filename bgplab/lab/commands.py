@@ -28,6 +28,7 @@ from bgplab.lab.lab import Lab, LabError
 from bgplab.lab.plan import LabPlan
 from bgplab.lab.runtime import RUNTIMES
 from bgplab.lab.scenario import Runner, ScenarioError, load_scenario
+from bgplab.lab.settings import SettingError, Settings
 from bgplab.lab.state import LabState, labs
 from bgplab.lab.topology import LAB_NAME, TopologyError, load_topology, topology_schema
 
@@ -47,7 +48,7 @@ def _lab_verb(parser: argparse.ArgumentParser, handler: Handler, lab_option: boo
         error: Exception
         try:
             return handler(args)
-        except (TopologyError, ConfigCheckError, FaultError, ScenarioError, NotSupported) as exc:
+        except (TopologyError, ConfigCheckError, FaultError, SettingError, ScenarioError, NotSupported) as exc:
             error, code = exc, EXIT_USAGE
         except LabError as exc:
             error, code = exc, EXIT_NO_LAB
@@ -341,6 +342,33 @@ def cmd_restore(args: argparse.Namespace) -> int:
     done = [faults.restore(f) for f in targets]
     _out(args, [a.to_json() for a in done],
          "\n".join(f"{a.fault.key()} restored at {a.time:.3f}" for a in done) or "no fault in force")
+    return EXIT_OK
+
+
+def verb_set(parser: argparse.ArgumentParser) -> Handler:
+    parser.add_argument("setting", choices=("weight", "connection"),
+                        help="weight: the connection's routing weight (0-32000); connection: on or off")
+    parser.add_argument("vnet")
+    parser.add_argument("circuit")
+    parser.add_argument("value", help="weight: a whole number; connection: on | off")
+    return _lab_verb(parser, cmd_set)
+
+
+def cmd_set(args: argparse.Namespace) -> int:
+    settings = Settings(Lab.open(args.lab))
+    if args.setting == "weight":
+        try:
+            weight = int(args.value)
+        except ValueError:
+            raise SettingError(f"weight {args.value!r}: expected a whole number 0-32000") from None
+        done = settings.weight(args.vnet, args.circuit, weight)
+        text = f"{args.vnet}: connection to {args.circuit}, weight {weight}"
+    else:
+        if args.value not in ("on", "off"):
+            raise SettingError(f"connection {args.value!r}: expected on or off")
+        done = settings.connection(args.vnet, args.circuit, args.value == "on")
+        text = f"{args.vnet}: connection to {args.circuit} {'made' if args.value == 'on' else 'deleted'}"
+    _out(args, done, f"{text} at {done['time']:.3f}")
     return EXIT_OK
 
 

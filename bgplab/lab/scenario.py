@@ -56,6 +56,7 @@ from bgplab.lab.kinds import kind_of
 from bgplab.lab.lab import Lab
 from bgplab.lab.probe_report import LossWindow, ProbeReport
 from bgplab.lab.probes import Probe, ProbeSpec
+from bgplab.lab.settings import SettingError, Settings
 from bgplab.lab.topology import load_topology
 from bgplab.source import SourceError, YamlError, load_yaml
 
@@ -63,7 +64,7 @@ POLL = 0.25
 PROBE_START = 10.0
 """Seconds a newly started probe has for its first packet to arrive before the step it precedes runs."""
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m)?\s*$")
-_STEP_KINDS = ("expect", "fault", "restore", "wait", "measure", "exec")
+_STEP_KINDS = ("expect", "fault", "restore", "wait", "measure", "exec", "set")
 
 
 class ScenarioError(ValueError):
@@ -106,6 +107,16 @@ def _open_window(report: ProbeReport) -> LossWindow | None:
     """The loss window still open at the report's end (packets not arriving now), if any."""
     last = report.windows[-1] if report.windows else None
     return last if last is not None and report.sent and last.last_lost == report.sent - 1 else None
+
+
+def _check_setting(body: Any, where: str) -> None:
+    if (not isinstance(body, dict) or not {"vnet", "circuit"} <= set(body)
+            or len(set(body) & {"weight", "connected"}) != 1 or set(body) - {"vnet", "circuit", "weight", "connected"}):
+        raise ScenarioError(f"{where}: set is {{vnet, circuit, weight: N}} or {{vnet, circuit, connected: true|false}}")
+    if "weight" in body and (not isinstance(body["weight"], int) or isinstance(body["weight"], bool)):
+        raise ScenarioError(f"{where}: set: weight {body['weight']!r}: expected a whole number 0-32000")
+    if "connected" in body and not isinstance(body["connected"], bool):
+        raise ScenarioError(f"{where}: set: connected {body['connected']!r}: expected true or false")
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -153,6 +164,8 @@ def load_scenario(path: str | Path) -> Scenario:
             within = duration(raw["within"], where) if "within" in raw else None
         if kind == "wait":
             duration(raw[kind], where)
+        if kind == "set":
+            _check_setting(body, where)
         steps.append(Step(i, kind, body, line, within))
     if not steps:
         raise ScenarioError(f"{path}: steps: a scenario needs at least one step")
@@ -314,7 +327,7 @@ class Runner:
         return None
 
     def _step(self, step: Step, result: ScenarioResult) -> StepResult:
-        if step.kind in ("fault", "restore", "exec", "measure") or (
+        if step.kind in ("fault", "restore", "exec", "measure", "set") or (
                 step.kind == "expect" and isinstance(step.data, dict) and "path" in step.data):
             began = time.monotonic()
             problem = self._start_probes()
@@ -328,6 +341,8 @@ class Runner:
             return self._fault(step, result, began)
         if step.kind == "exec":
             return self._exec(step, began)
+        if step.kind == "set":
+            return self._set(step, result, began)
         deadline = began + (step.within if step.within is not None
                             else profile(result.profile).expect_within)
         check = self._check(step)
@@ -357,6 +372,20 @@ class Runner:
             done = [(faults.fail if step.kind == "fault" else faults.restore)(fault_of(data, step))]
         result.faults += [a.to_json() for a in done]
         return StepResult(step, True, began, time.monotonic(), seen=[a.to_json() for a in done])
+
+    def _set(self, step: Step, result: ScenarioResult, began: float) -> StepResult:
+        assert self.lab is not None
+        data, settings = step.data, Settings(self.lab)
+        try:
+            if "weight" in data:
+                done = settings.weight(str(data["vnet"]), str(data["circuit"]), int(data["weight"]))
+            else:
+                done = settings.connection(str(data["vnet"]), str(data["circuit"]), bool(data["connected"]))
+        except SettingError as exc:
+            return StepResult(step, False, began, time.monotonic(), f"{exc} (line {step.line})")
+        result.faults.append({"kind": done["setting"], "target": f"{data['vnet']}/{data['circuit']}", "options": done,
+                              "action": "set", "time": done["time"]})
+        return StepResult(step, True, began, time.monotonic(), seen=done)
 
     def _exec(self, step: Step, began: float) -> StepResult:
         """A command in a node, e.g. a router change: `{node, command: [...]}`, or `{node, vtysh:

@@ -153,6 +153,18 @@ def test_gateway_kernel_routes_follow_the_effective_routes() -> None:
     assert no_edge[(IPV4_UNICAST, parse_prefix("0.0.0.0/0")[1])] == (BLACKHOLE,)
 
 
+def test_gateway_weight_set_at_run_time_is_checked_and_published() -> None:
+    node = gateway()
+    node.set_weight("contoso", 100)
+    assert node.weights == {"contoso": 100} and node.status()["connections"] == {"contoso": 100}
+    assert node.hub.history[-1]["type"] == "weight" and node.hub.history[-1]["weight"] == 100
+    with pytest.raises(ValueError, match="no connection to circuit 'other'; connected: contoso"):
+        node.set_weight("other", 1)
+    with pytest.raises(ValueError, match="weight 32001: expected 0-32000"):
+        node.set_weight("contoso", 32001)
+    assert node.weights == {"contoso": 100}
+
+
 # ---- node config files
 
 
