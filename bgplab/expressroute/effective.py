@@ -88,16 +88,18 @@ class EffectiveRoute:
     as_path: tuple[int, ...] = ()
     """The selected BGP path's AS path, for display only."""
 
-    def to_json(self) -> dict[str, object]:
-        """The row with the keys of Azure's CLI, plus `asPath` (a list of AS numbers) that Azure does not show."""
-        return {
+    def rows(self) -> list[dict[str, object]]:
+        """The route as Azure lists it (`az network nic show-effective-route-table`): one row per
+        next hop, so ECMP over two MSEEs is two rows of one address each; the keys of Azure's CLI,
+        plus `asPath` (a list of AS numbers) that Azure does not show."""
+        return [{
             "addressPrefix": [str(self.prefix)],
             "source": self.source,
             "state": self.state,
             "nextHopType": self.next_hop_type,
-            "nextHopIpAddress": list(self.next_hops),
+            "nextHopIpAddress": hop,
             "asPath": list(self.as_path),
-        }
+        } for hop in ([[h] for h in self.next_hops] or [[]])]
 
 
 def effective_routes(

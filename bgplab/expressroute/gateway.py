@@ -382,11 +382,11 @@ class Gateway:
             return self.learned(str(args.get("family", "ipv4")))
 
         async def effective_routes(args: Mapping[str, Any]) -> Any:
-            return [r.to_json() for r in self.routes_now]
+            return [row for r in self.routes_now for row in r.rows()]
 
         async def lookup(args: Mapping[str, Any]) -> Any:
             route = effective.lookup(self.routes_now, str(args.get("destination", "")))
-            return route.to_json() if route is not None else None
+            return route.rows() if route is not None else []
 
         async def weight(args: Mapping[str, Any]) -> Any:
             self.set_weight(str(args.get("circuit", "")), _integer(args, "weight"))

@@ -480,10 +480,11 @@ class Runner:
             return not rows, rows, f"no active {spec['prefix']} in {spec['vnet']}"
         if not rows:
             return False, rows, f"an active {spec['prefix']} in {spec['vnet']}"
-        r = rows[0]
-        ok = (("next_hop_type" not in spec or r["nextHopType"] == spec["next_hop_type"])
-              and ("next_hops" not in spec or r["nextHopIpAddress"] == list(spec["next_hops"])))
-        return ok, r, f"{spec['prefix']} in {spec['vnet']} as {dict(spec)}"
+        # One row per next hop, as Azure lists them: `next_hops` is the set of them all.
+        hops = sorted(h for r in rows for h in r["nextHopIpAddress"])
+        ok = (("next_hop_type" not in spec or rows[0]["nextHopType"] == spec["next_hop_type"])
+              and ("next_hops" not in spec or hops == sorted(str(h) for h in spec["next_hops"])))
+        return ok, rows, f"{spec['prefix']} in {spec['vnet']} as {dict(spec)}"
 
     def _reachable(self, spec: Mapping[str, Any]) -> tuple[bool, Any, str]:
         assert self.lab is not None

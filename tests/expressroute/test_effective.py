@@ -182,18 +182,19 @@ def test_ipv6_space_adds_ipv6_default_route() -> None:
     assert rows(effective_routes([VNET]), "::/0") == []
 
 
-def test_to_json_shape() -> None:
+def test_rows_are_azures_one_per_next_hop() -> None:
     gateway = "VirtualNetworkGateway"
     route = EffectiveRoute(net("10.20.0.0/16"), gateway, "Active", gateway, (MSEE1, MSEE2), (12076, 65010))
-    assert route.to_json() == {
+    assert route.rows() == [{
         "addressPrefix": ["10.20.0.0/16"],
         "source": "VirtualNetworkGateway",
         "state": "Active",
         "nextHopType": "VirtualNetworkGateway",
-        "nextHopIpAddress": [MSEE1, MSEE2],
+        "nextHopIpAddress": [hop],
         "asPath": [12076, 65010],
-    }
-    assert EffectiveRoute(VNET, "Default", "Active", "VnetLocal").to_json()["nextHopIpAddress"] == []
+    } for hop in (MSEE1, MSEE2)]
+    [local] = EffectiveRoute(VNET, "Default", "Active", "VnetLocal").rows()
+    assert local["nextHopIpAddress"] == []
 
 
 def test_results_are_sorted_by_version_length_and_address() -> None:

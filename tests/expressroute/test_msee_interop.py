@@ -53,10 +53,11 @@ def gateway_paths(lab: CircuitLab, prefix: str) -> list[str]:
 
 
 def effective(lab: CircuitLab, prefix: str) -> dict[str, Any]:
+    """The prefix's Active route, its rows (one per next hop, as Azure lists them) joined."""
     rows = [r for r in lab.nodes["gateway"].call("effective-routes") if r["addressPrefix"] == [prefix]]
     active = [r for r in rows if r["state"] == "Active"]
-    assert len(active) == 1, rows
-    return active[0]
+    assert active and all({**r, "nextHopIpAddress": []} == {**active[0], "nextHopIpAddress": []} for r in active), rows
+    return {**active[0], "nextHopIpAddress": [hop for r in active for hop in r["nextHopIpAddress"]]}
 
 
 def ce_path_from(lab: CircuitLab, ce: str, prefix: str, neighbor: str) -> list[int] | None:

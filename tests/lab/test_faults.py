@@ -29,7 +29,7 @@ def onprem_via(run: LabRun) -> list[str]:
     cli, name, _ = run
     rows = [r for r in cli.json("effective-routes", "hub", "--lab", name)
             if r["addressPrefix"] == ["10.1.0.0/16"] and r["state"] == "Active"]
-    return rows[0]["nextHopIpAddress"] if rows else []
+    return sorted(hop for r in rows for hop in r["nextHopIpAddress"])
 
 
 def session(run: LabRun, node: str, neighbor: str) -> str:

@@ -81,7 +81,7 @@ def lab(shaped: LabRun, monkeypatch: pytest.MonkeyPatch) -> Lab:
 def _onprem_via(cli: Cli, name: str) -> list[str]:
     rows = [r for r in cli.json("effective-routes", "hub", "--lab", name)
             if r["addressPrefix"] == ["10.3.0.0/16"] and r["state"] == "Active"]
-    return list(rows[0]["nextHopIpAddress"]) if rows else []
+    return sorted(hop for r in rows for hop in r["nextHopIpAddress"])
 
 
 def _run_probe(lab: Lab, name: str, rate: float, seconds: float, size: int = 64) -> ProbeReport:

@@ -49,6 +49,7 @@ def ce1_established(cli: Cli, name: str) -> set[str]:
 
 
 def vnet_next_hops(cli: Cli, name: str) -> list[list[str]]:
+    """One list per row, and a row per next hop (as Azure lists ECMP)."""
     return [r["nextHopIpAddress"] for r in cli.json("effective-routes", "hub", "--lab", name)
             if r["addressPrefix"] == ["10.31.0.0/16"] and r["state"] == "Active"]
 

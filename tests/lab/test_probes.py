@@ -205,7 +205,7 @@ def connect_to(runtime: str) -> Iterator[tuple[Cli, str]]:
         def primary() -> bool:
             rows = [r for r in cli.json("effective-routes", "hub", "--lab", name)
                     if r["addressPrefix"] == ["10.1.0.0/16"] and r["state"] == "Active"]
-            return bool(rows) and rows[0]["nextHopIpAddress"] == ["169.254.0.1"]
+            return [r["nextHopIpAddress"] for r in rows] == [["169.254.0.1"]]
 
         wait_for("on-premises via the primary MSEE", primary)
         yield cli, name
@@ -292,10 +292,10 @@ def test_forced_tunnelling_shows_in_the_packets(monkeypatch: pytest.MonkeyPatch)
         assert probe.address == "203.0.113.2"
 
         def tunnelled() -> bool:  # 0/0 from both MSEEs: ce2 does not prepend here, so Azure runs ECMP over both
-            return any(r["addressPrefix"] == ["0.0.0.0/0"] and r["state"] == "Active"
-                       and r["nextHopType"] == "VirtualNetworkGateway"
-                       and sorted(r["nextHopIpAddress"]) == ["169.254.0.1", "169.254.0.5"]
-                       for r in cli.json("effective-routes", "hub", "--lab", name))
+            return sorted(hop for r in cli.json("effective-routes", "hub", "--lab", name)
+                          if r["addressPrefix"] == ["0.0.0.0/0"] and r["state"] == "Active"
+                          and r["nextHopType"] == "VirtualNetworkGateway"
+                          for hop in r["nextHopIpAddress"]) == ["169.254.0.1", "169.254.0.5"]
 
         wait_for("0/0 from on-premises at the VNet, through both MSEEs", tunnelled)
         probe.start()
