@@ -159,7 +159,9 @@ class Msee:
                 if gateway.local_address:  # whichever of us starts first, the other connects
                     speaker.listen.append((gateway.local_address, place.port))
         elif peering_type is PeeringType.MICROSOFT or peering_type is PeeringType.PUBLIC:
-            for family, groups in rules.service_announcements(self.catalogue).items():
+            # Scoped by SKU: Standard the circuit's geopolitical region, Local its region, Premium all.
+            scope = self.catalogue.scope(self.circuit.sku, self.circuit.region)
+            for family, groups in rules.service_announcements(self.catalogue, scope).items():
                 for attrs, keys in groups:
                     speaker.announce(family, keys, attrs)
         domain = _Domain(peering, place, speaker, customers)

@@ -42,15 +42,32 @@ class Region:
     """12076:50xxx, on VNet routes over private peering when the VNet has a custom community."""
     microsoft_community: int
     """12076:51xxx, on every Microsoft-peering prefix of the region."""
+    geo: str = ""
+    """The geopolitical region: a Standard circuit receives the Microsoft-peering prefixes of every
+    region of its circuit's geo (Microsoft's "ExpressRoute locations" page)."""
+
+    def regional(self, base: int) -> int:
+        """A regional service family's community here: the base plus this region's last three
+        digits (Storage 12076:52000 in East US, 12076:51004: 12076:52004)."""
+        return base + (self.microsoft_community & 0xFFFF) % 1000
 
 
 @dataclass(frozen=True, slots=True)
 class Service:
     key: str
     name: str
-    community: int
-    microsoft365: bool
+    community: int | None
+    """Its one community (12076:5010), or None for a regional service, which has a family."""
+    microsoft365: bool = False
     """Allowing it in a route filter needs Microsoft's authorisation; attaching the filter fails without it."""
+    regional: int | None = None
+    """A regional service's family base (Storage 12076:52000): each region's prefixes carry `Region.regional`."""
+
+    def community_in(self, region: Region) -> int:
+        if self.community is not None:
+            return self.community
+        assert self.regional is not None
+        return region.regional(self.regional)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,10 +92,23 @@ class Catalogue:
             raise KeyError(f"unknown Azure region {key!r}; known: {', '.join(self.regions)}") from None
 
     def known_community(self, value: int) -> bool:
-        """Whether a route filter may allow `value`: a service community or a Microsoft-peering regional one."""
+        """Whether a route filter may allow `value`: a service community, a Microsoft-peering regional
+        one, or a regional service family's community of some region (Storage of East US)."""
         return any(s.community == value for s in self.services.values()) or any(
-            r.microsoft_community == value for r in self.regions.values()
+            r.microsoft_community == value or any(s.regional is not None and r.regional(s.regional) == value
+                                                  for s in self.services.values())
+            for r in self.regions.values()
         )
+
+    def scope(self, sku: str, region: str) -> frozenset[str] | None:
+        """The regions whose Microsoft-peering prefixes a circuit receives: Premium all (None), Standard
+        those of its region's geopolitical region, Local its own region only (the FAQ's SKU table)."""
+        if sku == "premium":
+            return None
+        if sku == "local":
+            return frozenset({region})
+        geo = self.region(region).geo
+        return frozenset(k for k, r in self.regions.items() if r.geo == geo) if geo else frozenset({region})
 
     def is_microsoft365(self, value: int) -> bool:
         return any(s.community == value and s.microsoft365 for s in self.services.values())
@@ -119,25 +149,33 @@ def _parse(source: str, text: str) -> Catalogue:
     regions: dict[str, Region] = {}
     for key, raw in _mapping(source, "regions", root.get("regions")).items():
         entry = f"regions.{key}"
-        fields = _mapping(source, entry, raw, ("name", "private_community", "microsoft_community"))
+        fields = _mapping(source, entry, raw, ("name", "geo", "private_community", "microsoft_community"))
         regions[key] = Region(
             key,
             _text(source, f"{entry}.name", fields.get("name")),
             _community(source, f"{entry}.private_community", fields.get("private_community")),
             _community(source, f"{entry}.microsoft_community", fields.get("microsoft_community")),
+            _text(source, f"{entry}.geo", fields["geo"]) if "geo" in fields else "",
         )
     services: dict[str, Service] = {}
     for key, raw in _mapping(source, "services", root.get("services")).items():
         entry = f"services.{key}"
-        fields = _mapping(source, entry, raw, ("name", "community", "microsoft365"))
+        fields = _mapping(source, entry, raw, ("name", "community", "regional", "microsoft365"))
         m365 = fields.get("microsoft365", False)
         if not isinstance(m365, bool):
             raise CatalogueError(source, f"{entry}.microsoft365", "expected true or false")
+        if ("community" in fields) == ("regional" in fields):
+            raise CatalogueError(source, entry, "give either community (one for every region) or regional (a "
+                                 "family base such as '12076:52000', plus each region's last three digits)")
+        regional = _community(source, f"{entry}.regional", fields["regional"]) if "regional" in fields else None
+        if regional is not None and (regional & 0xFFFF) % 1000:
+            raise CatalogueError(source, f"{entry}.regional", "a family base ends in 000, e.g. '12076:52000'")
         services[key] = Service(
             key,
             _text(source, f"{entry}.name", fields.get("name")),
-            _community(source, f"{entry}.community", fields.get("community")),
+            _community(source, f"{entry}.community", fields["community"]) if "community" in fields else None,
             m365,
+            regional,
         )
     prefixes: list[ServicePrefix] = []
     for region_key, per_service in _mapping(source, "prefixes", root.get("prefixes", {})).items():
@@ -157,7 +195,7 @@ def _parse(source: str, text: str) -> Catalogue:
                         _prefix(source, f"{entry}[{n}]", value),
                         service_key,
                         region_key,
-                        (service.community, region.microsoft_community),
+                        (service.community_in(region), region.microsoft_community),
                     )
                 )
     return Catalogue(MappingProxyType(regions), MappingProxyType(services), tuple(prefixes))

@@ -230,7 +230,7 @@ def _filter_community(value: Any, info: ValidationInfo) -> int:
     community = _community(value)
     catalogue = _catalogue(info)
     if not catalogue.known_community(community):
-        services = [(s.community, s.name) for s in list(catalogue.services.values())[:3]]
+        services = [(s.community, s.name) for s in catalogue.services.values() if s.community is not None][:3]
         regions = [(r.microsoft_community, r.name) for r in list(catalogue.regions.values())[:2]]
         examples = [f"{community_text(c)} ({name})" for c, name in services + regions]
         raise ValueError(

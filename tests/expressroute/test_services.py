@@ -23,6 +23,8 @@ SERVICES = {
     "defender-for-identity": ("12076:5220", False),
     "pstn": ("12076:5250", False),
 }
+REGIONAL = {"storage": "12076:52000", "sql": "12076:53000", "cosmos-db": "12076:54000", "backup": "12076:55000"}
+"""Regional service families (the routing page: Storage 52xxx, SQL 53xxx, Cosmos DB 54xxx, Backup 55xxx)."""
 PREFIX_REGIONS = ("west-europe", "north-europe", "east-us", "west-us", "uk-south", "southeast-asia")
 STAND_IN_V4 = ipaddress.IPv4Network("198.18.0.0/15")
 STAND_IN_V6 = ipaddress.IPv6Network("2001:db8:f000::/36")
@@ -35,8 +37,8 @@ def c(text: str) -> int:
 def test_every_region_of_the_reference_table_with_both_communities() -> None:
     regions = load_catalogue().regions
     assert len(regions) == 42
-    assert regions["west-europe"] == Region("west-europe", "West Europe", c("12076:50002"), c("12076:51002"))
-    assert regions["east-us"] == Region("east-us", "East US", c("12076:50004"), c("12076:51004"))
+    assert regions["west-europe"] == Region("west-europe", "West Europe", c("12076:50002"), c("12076:51002"), "europe")
+    assert regions["east-us"] == Region("east-us", "East US", c("12076:50004"), c("12076:51004"), "north-america")
     assert regions["east-us-2"].microsoft_community == c("12076:51005")
     assert regions["new-zealand-north"].microsoft_community == c("12076:51059")
     for key, region in regions.items():
@@ -47,8 +49,30 @@ def test_every_region_of_the_reference_table_with_both_communities() -> None:
 
 def test_every_service_of_the_reference_table() -> None:
     services = load_catalogue().services
-    assert {k: (f"12076:{s.community & 0xFFFF}", s.microsoft365) for k, s in services.items()} == SERVICES
+    assert {k: (f"12076:{s.community & 0xFFFF}", s.microsoft365) for k, s in services.items()
+            if s.community is not None} == SERVICES
     assert services["exchange-online"] == Service("exchange-online", "Exchange Online", c("12076:5010"), True)
+    assert {k: f"12076:{s.regional & 0xFFFF}" for k, s in services.items() if s.regional is not None} == REGIONAL
+
+
+def test_a_regional_service_carries_its_family_with_the_regions_last_three_digits() -> None:
+    catalogue = load_catalogue()
+    # The routing page's own example: East US Storage is 12076:52004.
+    assert catalogue.services["storage"].community_in(catalogue.regions["east-us"]) == c("12076:52004")
+    assert catalogue.services["backup"].community_in(catalogue.regions["west-europe"]) == c("12076:55002")
+    [storage] = [p for p in catalogue.prefixes if p.service == "storage" and p.region == "uk-south"
+                 and p.prefix.version == 4]
+    assert storage.communities == (c("12076:52024"), c("12076:51024"))
+
+
+def test_a_circuit_receives_the_regions_of_its_sku() -> None:
+    catalogue = load_catalogue()
+    europe = catalogue.scope("standard", "west-europe")
+    assert europe is not None and {"west-europe", "north-europe", "uk-south", "france-central"} <= europe
+    assert not {"east-us", "southeast-asia", "japan-east"} & europe
+    assert catalogue.scope("local", "west-europe") == frozenset({"west-europe"})
+    assert catalogue.scope("premium", "west-europe") is None
+    assert catalogue.scope("standard", "australia-central") == frozenset({"australia-central", "australia-central-2"})
 
 
 def test_stand_in_prefixes_only_from_test_ranges() -> None:
@@ -67,7 +91,7 @@ def test_each_service_has_a_v4_and_v6_prefix_in_each_prefix_region() -> None:
     expected = {
         (region, service, version, 24 if version == 4 else 48)
         for region in PREFIX_REGIONS
-        for service in SERVICES
+        for service in [*SERVICES, *REGIONAL]
         for version in (4, 6)
     }
     assert seen == expected
@@ -86,8 +110,8 @@ def test_stand_in_prefixes_do_not_overlap() -> None:
 def test_prefix_carries_service_then_regional_community() -> None:
     catalogue = load_catalogue()
     for entry in catalogue.prefixes:
-        service = catalogue.services[entry.service]
-        assert entry.communities == (service.community, catalogue.regions[entry.region].microsoft_community)
+        service, region = catalogue.services[entry.service], catalogue.regions[entry.region]
+        assert entry.communities == (service.community_in(region), region.microsoft_community)
     first = catalogue.prefixes[0]
     assert (str(first.prefix), first.service, first.region) == ("198.18.0.0/24", "exchange-online", "west-europe")
 
@@ -107,7 +131,10 @@ def test_region_lookup_names_the_known_regions() -> None:
         ("12076:5070", True, False),
         ("12076:51002", True, False),
         ("12076:50002", False, False),
-        ("12076:52004", False, False),
+        ("12076:52004", True, False),  # Storage, East US
+        ("12076:55059", True, False),  # Backup, New Zealand North
+        ("12076:56004", False, False),
+        ("12076:52999", False, False),
         ("65000:5010", False, False),
     ],
 )
@@ -127,7 +154,7 @@ def test_matching_by_service_community() -> None:
 def test_matching_by_regional_community_gives_every_service_of_the_region() -> None:
     found = load_catalogue().matching([c("12076:51002")])
     assert {p.region for p in found} == {"west-europe"}
-    assert {p.service for p in found} == set(SERVICES)
+    assert {p.service for p in found} == {*SERVICES, *REGIONAL}
 
 
 def test_matching_limited_by_region() -> None:

@@ -112,3 +112,14 @@ def translated(cli: Cli, name: str) -> int:
                                "bgplab-nat").stdout)
     return sum(e["counter"]["packets"] for item in table["nftables"] if "rule" in item
                for e in item["rule"]["expr"] if "counter" in e)
+
+
+def test_a_standard_circuit_gets_the_services_of_its_geopolitical_region_only(lab: tuple[Cli, str, str]) -> None:
+    """contoso-ams is Standard in West Europe, its filter allows Exchange Online (12076:5010) and
+    other Office 365 (12076:5100): the CE holds those of the catalogue's European regions (West
+    Europe, North Europe, UK South), none of East US, West US or Southeast Asia."""
+    cli, name, _ = lab
+    europe = {"198.18.0.0/24", "198.18.7.0/24", "198.18.16.0/24", "198.18.23.0/24", "198.18.64.0/24",
+              "198.18.71.0/24"}
+    wait_for("Europe's services at ce1", lambda: europe <= learned(cli, name, "ce1"))
+    assert {p for p in learned(cli, name, "ce1") if p.startswith("198.18.")} == europe

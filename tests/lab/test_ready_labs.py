@@ -20,11 +20,12 @@ def hops(cli: Cli, name: str, node: str, target: str) -> list[str]:
 
 
 def next_hop_type(cli: Cli, name: str, vnet: str, prefix: str) -> str | None:
-    """The next hop type of the one active row for prefix, None while there is none (a predicate
-    for wait_for: a route that has not arrived yet is waited for, not a failure)."""
+    """The next hop type of the active route for prefix (a row per next hop, all of one type), None
+    while there is none (a predicate for wait_for: a route that has not arrived yet is waited for,
+    not a failure)."""
     rows = [r for r in cli.json("effective-routes", vnet, "--lab", name)
             if r["addressPrefix"] == [prefix] and r["state"] == "Active"]
-    assert len(rows) <= 1, rows
+    assert len({r["nextHopType"] for r in rows}) <= 1, rows
     return str(rows[0]["nextHopType"]) if rows else None
 
 
