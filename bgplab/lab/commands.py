@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bgplab.expressroute import control
-from bgplab.expressroute.profile import profile
+from bgplab.expressroute.profile import PROFILES, profile
 from bgplab.lab import export, graph, system
 from bgplab.lab.faults import BGP_MODES, Fault, FaultError, Faults
 from bgplab.lab.faults import KINDS as FAULT_KINDS
@@ -109,6 +109,9 @@ def _runtime_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runtime", choices=RUNTIMES,
                         help="where the nodes live (default: the topology's `runtime:`, else netns); docker "
                              "needs the images of containers/build")
+    parser.add_argument("--profile", choices=tuple(PROFILES),
+                        help="timers (default: the topology's `profile:`): azure is Microsoft's own, 60/180 s "
+                             "and BFD 300 ms x 3; fast is for CI, 3/9 s")
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -120,6 +123,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         plan = replace(plan, name=args.name)
     if args.runtime:
         plan = replace(plan, runtime=args.runtime)
+    if args.profile:
+        plan = replace(plan, profile=args.profile)
     lab = Lab(plan)
     say = _progress(args)
     started = time.monotonic()
@@ -134,6 +139,9 @@ def cmd_up(args: argparse.Namespace) -> int:
             "established": not waiting, "sessions": sessions}
     text = (f"lab {plan.name} up in {seconds}s (profile {plan.profile}); "
             f"{len(sessions) - len(waiting)}/{len(sessions)} sessions established\n{_table(sessions, SESSION_COLUMNS)}")
+    if profile(plan.profile).caveat:
+        data["profile_caveat"] = profile(plan.profile).caveat
+        text += f"\nnote: {profile(plan.profile).caveat}"
     if waiting:
         text += f"\nnot established after {wait:g}s: " + ", ".join(f"{r['node']}->{r['neighbor']}" for r in waiting)
     _out(args, data, text)
@@ -385,9 +393,12 @@ def verb_run(parser: argparse.ArgumentParser) -> Handler:
 def cmd_run(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario)
     lab = Lab.open(args.lab) if args.lab else None
+    if lab is not None and (args.profile or args.runtime):
+        raise LabError(f"--profile and --runtime choose how a lab is brought up; lab {args.lab} is up already "
+                       f"(profile {lab.plan.profile}, runtime {lab.plan.runtime})")
     if args.name and not LAB_NAME.fullmatch(args.name):
         raise LabError(f"--name {args.name!r}: a lowercase letter, then up to 19 lowercase letters, digits or dashes")
-    result = Runner(scenario, lab=lab, keep=args.keep, name=args.name, runtime=args.runtime,
+    result = Runner(scenario, lab=lab, keep=args.keep, name=args.name, runtime=args.runtime, profile=args.profile,
                     progress=_progress(args)).run()
     if sys.stderr.isatty() and not args.json:
         sys.stderr.write("\n")

@@ -209,13 +209,16 @@ class ScenarioResult:
 
     def to_json(self) -> dict[str, Any]:
         return {"scenario": self.scenario.name, "source": self.scenario.source, "lab": self.lab,
-                "profile": self.profile, "passed": self.passed, "error": self.error,
+                "profile": self.profile, "profile_caveat": profile(self.profile).caveat or None,
+                "passed": self.passed, "error": self.error,
                 "seconds": round(self.ended - self.started, 3), "steps": [s.to_json() for s in self.steps],
                 "faults": self.faults, "probes": {k: v.to_json() for k, v in self.probes.items()},
                 "events": self.events}
 
     def text(self) -> str:
         lines = [f"scenario {self.scenario.name} ({self.scenario.source}) on lab {self.lab}, profile {self.profile}"]
+        if profile(self.profile).caveat:
+            lines.append(f"  NOTE {profile(self.profile).caveat}")
         for r in self.steps:
             mark = "ok  " if r.ok else "FAIL"
             lines.append(f"  {mark} +{r.started - self.started:7.2f}s  {r.step.describe()}"
@@ -233,6 +236,10 @@ class ScenarioResult:
         suite = ET.Element("testsuite", name=self.scenario.name, tests=str(len(self.scenario.steps)),
                            failures=str(sum(1 for s in self.steps if not s.ok)),
                            errors="1" if self.error else "0", time=f"{self.ended - self.started:.3f}")
+        properties = ET.SubElement(suite, "properties")
+        ET.SubElement(properties, "property", name="profile", value=self.profile)
+        if profile(self.profile).caveat:
+            ET.SubElement(properties, "property", name="profile_caveat", value=profile(self.profile).caveat)
         for r in self.steps:
             case = ET.SubElement(suite, "testcase", classname=self.scenario.name,
                                  name=f"{r.step.index:02d} {r.step.describe()}", time=f"{r.ended - r.started:.3f}")
@@ -258,10 +265,12 @@ class Runner:
     """Runs a scenario on a lab it brings up (and always takes down), or on a running one."""
 
     def __init__(self, scenario: Scenario, *, lab: Lab | None = None, keep: bool = False, name: str | None = None,
-                 runtime: str | None = None, progress: Callable[[str], None] | None = None) -> None:
+                 runtime: str | None = None, profile: str | None = None,
+                 progress: Callable[[str], None] | None = None) -> None:
         self.scenario = scenario
         self.name = name
         self.runtime = runtime
+        self.profile = profile
         self.given = lab
         self.keep = keep
         self.say = progress or (lambda _: None)
@@ -274,7 +283,8 @@ class Runner:
         lab = self.given
         if lab is None:
             plan = load_topology(self.scenario.topology)
-            plan = replace(plan, name=self.name or plan.name, runtime=self.runtime or plan.runtime)
+            plan = replace(plan, name=self.name or plan.name, runtime=self.runtime or plan.runtime,
+                           profile=self.profile or plan.profile)
             lab = Lab(plan)
             self.say(f"bringing up {plan.name} from {self.scenario.topology}")
             lab.up(self.say)
@@ -621,6 +631,8 @@ def timeline_html(result: ScenarioResult) -> str:
             f"<h1>{html.escape(result.scenario.name)}: {'passed' if result.passed else 'FAILED'}</h1>"
             f"<p>lab {html.escape(result.lab)}, profile {result.profile}, {result.ended - t0:.1f}s"
             f"{' &mdash; ' + html.escape(result.error) if result.error else ''}</p>"
+            + (f"<p><b>Note:</b> {html.escape(profile(result.profile).caveat)}</p>" if profile(result.profile).caveat
+               else "")
             + "".join(parts) + f"<table>{rows}</table>"
             + "".join(f"<pre>{html.escape(r.summary())}</pre>" for r in result.probes.values())
             + "</body></html>")
