@@ -77,14 +77,19 @@ def link_up(run: LabRun, link: dict[str, tuple[str, str]], msee: str, ce: str) -
 
 def test_legacy_public_peering_delivers_the_service_prefixes(lab: LabRun) -> None:
     catalogue = yaml.safe_load(CATALOGUE.read_text())
-    services = catalogue["services"]
+    services, regions = catalogue["services"], catalogue["regions"]
+    # A Standard circuit gets the services of its geopolitical region (UK South: Europe's).
+    europe = {key for key, region in regions.items() if region["geo"] == regions[REGION]["geo"]}
     expected: dict[str, tuple[str, str]] = {}  # IPv4 prefix -> (service community, regional community)
     for region, per_service in catalogue["prefixes"].items():
+        regional = regions[region]["microsoft_community"]
         for service, prefixes in per_service.items():
+            # A regional service (Storage 12076:52000) takes the region's last three digits.
+            community = services[service].get("community") or (
+                f"12076:{int(services[service]['regional'].split(':')[1]) + int(regional.split(':')[1]) % 1000}")
             for prefix in prefixes:
-                if ":" not in prefix:
-                    expected[prefix] = (services[service]["community"], catalogue["regions"][region][
-                        "microsoft_community"])
+                if ":" not in prefix and region in europe:
+                    expected[prefix] = (community, regional)
     assert len(expected) > 10
     for ce, link in (("ce1", PRIMARY), ("ce2", SECONDARY)):
         msee_address = link["public"][1]
