@@ -101,3 +101,25 @@ def test_connect_through_keeps_the_two_customers_apart(runtime: str) -> None:
         assert not pings(cli, name, "vm-a", "10.20.1.10")
         assert not pings(cli, name, "vm-a", "10.120.1.10")
         assert not pings(cli, name, "vm-b", "10.110.1.10")
+
+
+def test_dual_stack_carries_both_families_end_to_end_through_the_primary(runtime: str) -> None:
+    """Each MSEE receives on-premises per family, each on its own session (the CEs' prefix lists per
+    family), and packets of both families go both ways through the primary MSEE."""
+    with running_lab("dual-stack.yaml", "ds", runtime) as (cli, name, up):
+        assert up["established"]
+
+        def received(msee: str, family: str) -> list[tuple[str, str]]:
+            rows = cli.json("routes", msee, "--lab", name, "--direction", "received", "--family", family)
+            return sorted((r["network"], r["path"]) for r in rows)
+
+        for family, prefix in (("ipv4", "10.1.0.0/16"), ("ipv6", "2001:db8:1::/48")):
+            wait_for(f"{prefix} at both MSEEs", lambda f=family: received("contoso-ams-msee1", f)
+                     and received("contoso-ams-msee2", f))
+            assert received("contoso-ams-msee1", family) == [(prefix, "65010")]
+            assert received("contoso-ams-msee2", family) == [(prefix, "65010 65010 65010")]  # ce2 prepends twice
+        for source, target in (("azure-vm", "10.1.1.10"), ("onprem", "10.100.1.10"),
+                               ("azure-vm", "2001:db8:1:1::10"), ("onprem", "2001:db8:100:1::10")):
+            assert pings(cli, name, source, target), (source, target)
+        assert hops(cli, name, "onprem", "2001:db8:100:1::10")[1] == "2001:db8:c0a8::2"  # the primary MSEE
+        assert hops(cli, name, "azure-vm", "2001:db8:1:1::10")[1] == "fd00:a9fe::1"  # the primary MSEE's end
