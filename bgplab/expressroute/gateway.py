@@ -57,6 +57,8 @@ class MseeNeighbor:
     circuit: str
     side: Side = Side.PRIMARY
     local_address: str | None = None
+    instance: int = 0
+    """Which gateway instance this session is of: Azure's gateway is two, each peering with every MSEE."""
 
 
 class Gateway:
@@ -85,6 +87,8 @@ class Gateway:
         self.weights = {c.circuit: c.weight for c in self.vnet.connections}
         self.disconnected: set[str] = set()
         """Connections deleted at run time (`set_connection`)."""
+        self.in_maintenance: set[int] = set()
+        """Gateway instances whose sessions are down for maintenance (`set_maintenance`)."""
         for neighbor in neighbors:
             if neighbor.circuit not in self.weights:
                 raise ValueError(
@@ -182,7 +186,7 @@ class Gateway:
         if self.speaker is None or connected == (circuit not in self.disconnected):
             return
         for address, neighbor in self.neighbors.items():
-            if neighbor.circuit != circuit:
+            if neighbor.circuit != circuit or neighbor.instance in self.in_maintenance:
                 continue
             if connected:
                 self.speaker.add_peer(self._peer_config(address, neighbor))
@@ -192,6 +196,27 @@ class Gateway:
         state = "connected" if connected else "disconnected"
         self._note("connection", circuit=circuit, connected=connected, text=f"connection to {circuit} {state}")
         self._dirty.set()
+
+    async def set_maintenance(self, instance: int, on: bool) -> None:
+        """Gateway maintenance as Azure does it, one instance at a time: its sessions with every MSEE
+        end (Cease) and the MSEEs carry the VNet's traffic through the other; off, they come back."""
+        instances = sorted({n.instance for n in self.neighbors.values()})
+        if instance not in instances:
+            raise ValueError(f"instance {instance}: this gateway has instances {', '.join(map(str, instances))}")
+        if self.speaker is None or on == (instance in self.in_maintenance):
+            return
+        for address, neighbor in self.neighbors.items():
+            if neighbor.instance != instance or neighbor.circuit in self.disconnected:
+                continue
+            if on:
+                await self.speaker.remove_peer(address)
+            else:
+                self.speaker.add_peer(self._peer_config(address, neighbor))
+        (self.in_maintenance.add if on else self.in_maintenance.discard)(instance)
+        self._note("maintenance", instance=instance, on=on,
+                   text=f"instance {instance} {'in maintenance' if on else 'back from maintenance'}")
+        # The routes leave the instance before it goes (the caller then takes its addresses away).
+        await self.recompute()
 
     def _note(self, kind: str, *, text: str, **fields: Any) -> None:
         self.hub.publish({"time": round(time.monotonic(), 6), "type": kind, "node": self.name, "text": text, **fields})
@@ -243,7 +268,9 @@ class Gateway:
         if speaker is None or speaker.rib is None:
             return []
         rib = speaker.rib
-        paths = []
+        # Both instances learn the same paths from each MSEE: one path per MSEE and prefix counts,
+        # through the lowest instance that has it (the other's is the same route, to the same MSEE).
+        chosen: dict[tuple[str, Side, Family, int], tuple[int, effective.BgpPath]] = {}
         for address in rib.peers():
             neighbor = self.neighbors.get(address)
             if neighbor is None:
@@ -251,16 +278,17 @@ class Gateway:
             weight = self.weights[neighbor.circuit]
             for family in rib.families(address):
                 for key, attrs in rib.adj_rib_in(address, family).items():
-                    paths.append(
-                        effective.BgpPath(
-                            ipaddress.ip_network(prefix_text(family[0], key)),
-                            attrs.next_hop or address,
-                            neighbor.circuit,
-                            weight,
-                            tuple(attrs.asns()),
-                        )
-                    )
-        return paths
+                    slot = (neighbor.circuit, neighbor.side, family, key)
+                    if slot in chosen and chosen[slot][0] <= neighbor.instance:
+                        continue
+                    chosen[slot] = (neighbor.instance, effective.BgpPath(
+                        ipaddress.ip_network(prefix_text(family[0], key)),
+                        attrs.next_hop or address,
+                        neighbor.circuit,
+                        weight,
+                        tuple(attrs.asns()),
+                    ))
+        return [path for _, path in chosen.values()]
 
     def compute(self) -> list[effective.EffectiveRoute]:
         return effective.effective_routes(
@@ -336,6 +364,7 @@ class Gateway:
             "address_space": [str(n) for n in self.vnet.address_space],
             "connections": self.weights,
             "disconnected": sorted(self.disconnected),
+            "in_maintenance": sorted(self.in_maintenance),
             "uptime": round(time.monotonic() - self.started_at, 3),
             "recomputed": self.recomputed,
         }
@@ -346,7 +375,8 @@ class Gateway:
         speaker = self.speaker
         return [
             {"node": self.name, "peering": "private", **session_row(speaker, address, peer),
-             "circuit": self.neighbors[address].circuit, "side": self.neighbors[address].side.value}
+             "circuit": self.neighbors[address].circuit, "side": self.neighbors[address].side.value,
+             "instance": self.neighbors[address].instance}
             for address, peer in speaker.peers.items()
         ]
 
@@ -365,6 +395,7 @@ class Gateway:
                     {
                         **route_row(fam, key, attrs),
                         "circuit": self.neighbors[address].circuit,
+                        "instance": self.neighbors[address].instance,
                         "weight": self.weights[self.neighbors[address].circuit],
                         "source": address,
                     }
@@ -399,6 +430,13 @@ class Gateway:
             await self.set_connection(str(args.get("circuit", "")), connected)
             return self.status()
 
+        async def maintenance(args: Mapping[str, Any]) -> Any:
+            on = args.get("on")
+            if not isinstance(on, bool):
+                raise ValueError("on: expected true or false")
+            await self.set_maintenance(_integer(args, "instance"), on)
+            return self.status()
+
         return {
             "status": status,
             "sessions": sessions,
@@ -407,6 +445,7 @@ class Gateway:
             "lookup": lookup,
             "weight": weight,
             "connection": connection,
+            "maintenance": maintenance,
         }
 
 

@@ -207,10 +207,10 @@ def build_node(data: Mapping[str, Any], source: str) -> tuple[Node, str]:
     else:
         neighbors = []
         for i, item in enumerate(r.items(data, "neighbors", "")):
-            spec = r.mapping(item, f"neighbors[{i}]", ("address", "circuit", "side", "local_address"))
+            spec = r.mapping(item, f"neighbors[{i}]", ("address", "circuit", "side", "local_address", "instance"))
             neighbors.append(MseeNeighbor(
                 r.text(spec, "address", f"neighbors[{i}]"), r.text(spec, "circuit", f"neighbors[{i}]"),
-                Side(spec.get("side", "primary")), spec.get("local_address"),
+                Side(spec.get("side", "primary")), spec.get("local_address"), int(spec.get("instance", 0)),
             ))
         try:
             node = Gateway(model, r.text(data, "vnet", ""), neighbors, netns=data.get("netns"),

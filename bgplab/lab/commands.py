@@ -316,7 +316,7 @@ def _fault_arguments(parser: argparse.ArgumentParser, restore: bool) -> None:
     """What names a fault, one set for fail and restore: a restore names the fault as its fail did."""
     parser.add_argument("kind", choices=(*FAULT_KINDS, "all") if restore else FAULT_KINDS)
     parser.add_argument("target", nargs="?" if restore else None,
-                        help="link (ce1:eth1), node, MSEE, or circuit (peering faults)")
+                        help="link (ce1:eth1), node, MSEE, gateway (maintenance), or circuit (peering faults)")
     parser.add_argument("--peering", choices=PEERINGS)
     parser.add_argument("--mode", choices=BGP_MODES, help="bgp faults")
     parser.add_argument("--code", type=int, help="bgp notification code (default 6, Cease)")
@@ -325,10 +325,11 @@ def _fault_arguments(parser: argparse.ArgumentParser, restore: bool) -> None:
     parser.add_argument("--rate", type=float, help="impair: Mbps")
     parser.add_argument("--delay", type=float, help="impair: ms (needs netem)")
     parser.add_argument("--jitter", type=float, help="impair: ms (needs netem)")
+    parser.add_argument("--instance", type=int, help="maintenance: the gateway instance (0 or 1; default 0)")
 
 
 def _fault(args: argparse.Namespace) -> Fault:
-    options = {k: v for k in ("peering", "mode", "code", "subcode", "loss", "rate", "delay", "jitter")
+    options = {k: v for k in ("peering", "mode", "code", "subcode", "loss", "rate", "delay", "jitter", "instance")
                if (v := getattr(args, k, None)) is not None}
     return Fault(args.kind, args.target, options)
 

@@ -7,6 +7,7 @@
 | `node` | a node | its processes SIGKILLed (a power loss), its links down; restore restarts it |
 | `daemon` | a CE router | its BGP daemon killed (FRR: bgpd); restore restarts it with its config |
 | `drain` | an MSEE | maintenance drain: 12076 prepended on everything it advertises |
+| `maintenance` | a VNet gateway (`--instance`) | one gateway instance's sessions with every MSEE end (Cease) |
 | `peering` | a circuit (`--peering`) | the peering disabled: its sessions on both MSEEs down |
 | `filter` | a circuit | its Microsoft-peering route filter detached (restore: the configured one back) |
 | `bgp` | an MSEE (`--peering`, `--mode`) | far end: `silent` (hold expires), `notification`, `withdraw-all` |
@@ -31,7 +32,7 @@ from bgplab.lab.kinds import NotSupported, RunningNode
 from bgplab.lab.lab import Lab, LabError
 from bgplab.lab.plan import Endpoint, Link
 
-KINDS = ("link", "cut", "node", "daemon", "drain", "peering", "filter", "bgp", "impair")
+KINDS = ("link", "cut", "node", "daemon", "drain", "maintenance", "peering", "filter", "bgp", "impair")
 BGP_MODES = ("silent", "notification", "withdraw-all")
 _TABLE = "bgplab_fault"
 
@@ -47,7 +48,7 @@ class Fault:
     options: dict[str, Any] = field(default_factory=dict)
 
     def key(self) -> str:
-        extra = ",".join(f"{k}={v}" for k, v in sorted(self.options.items()) if k in ("peering", "mode"))
+        extra = ",".join(f"{k}={v}" for k, v in sorted(self.options.items()) if k in ("peering", "mode", "instance"))
         return f"{self.kind}:{self.target}" + (f"[{extra}]" if extra else "")
 
 
@@ -73,6 +74,7 @@ class Faults:
             "node": (self._fail_node, self._restore_node),
             "daemon": (self._fail_daemon, self._restore_daemon),
             "drain": (self._fail_drain, self._restore_drain),
+            "maintenance": (self._fail_maintenance, self._restore_maintenance),
             "peering": (self._fail_peering, self._restore_peering),
             "filter": (self._fail_filter, self._restore_filter),
             "bgp": (self._fail_bgp, self._restore_bgp),
@@ -258,6 +260,43 @@ class Faults:
 
     def _restore_drain(self, fault: Fault) -> None:
         self._call(self._msee(fault.target), "drain", on=False)
+
+    def _gateway(self, name: str) -> RunningNode:
+        if name not in self.lab.plan.nodes or self.lab.plan.nodes[name].kind != "gateway":
+            gateways = ", ".join(n for n, v in sorted(self.lab.plan.nodes.items()) if v.kind == "gateway")
+            raise FaultError(f"{name} is not a VNet gateway; gateways: {gateways or 'none'}")
+        return self.lab.node(name)
+
+    def _maintenance(self, fault: Fault, on: bool) -> None:
+        """The instance ends its sessions and moves its routes first (the gateway node does both
+        before it answers); then it goes as a rebooting instance does: its addresses leave the
+        gateway's links, so a packet still sent to it is lost. Restore: back in the other order."""
+        instance = fault.options.get("instance", 0)
+        if not isinstance(instance, int) or isinstance(instance, bool):
+            raise FaultError(f"maintenance {fault.target}: instance {instance!r}: expected 0 or 1")
+        gateway = self._gateway(fault.target)
+        plan = self.lab.plan
+        own = {n["local_address"] for n in plan.nodes[fault.target].spec.get("neighbors", [])
+               if n.get("instance", 0) == instance}
+        addresses = [(iface, cidr) for iface, cidr in plan.namespaces[fault.target].addresses
+                     if cidr.split("/")[0] in own]
+        def addresses_now(verb: str) -> None:
+            lines = [f"address {verb} {cidr} dev {iface}" + (" nodad" if ":" in cidr and verb == "add" else "")
+                     for iface, cidr in addresses]
+            self.lab.runtime.net_exec(fault.target, ["ip", "-batch", "-"], input="\n".join(lines) + "\n")
+
+        if on:
+            self._call(gateway, "maintenance", instance=instance, on=True)
+            addresses_now("del")
+        else:
+            addresses_now("add")
+            self._call(gateway, "maintenance", instance=instance, on=False)
+
+    def _fail_maintenance(self, fault: Fault) -> None:
+        self._maintenance(fault, True)
+
+    def _restore_maintenance(self, fault: Fault) -> None:
+        self._maintenance(fault, False)
 
     def _circuit_msees(self, circuit: str) -> list[RunningNode]:
         circuits = self.lab.plan.circuits

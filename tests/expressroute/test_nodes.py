@@ -165,6 +165,14 @@ def test_gateway_weight_set_at_run_time_is_checked_and_published() -> None:
     assert node.weights == {"contoso": 100}
 
 
+def test_gateway_maintenance_names_the_instances_it_has() -> None:
+    node = Gateway(MODEL, "hub", [MseeNeighbor("10.255.0.1", "contoso"), MseeNeighbor("10.255.1.1", "contoso",
+                                                                                     instance=1)])
+    with pytest.raises(ValueError, match="instance 2: this gateway has instances 0, 1"):
+        asyncio.run(node.set_maintenance(2, True))
+    assert node.status()["in_maintenance"] == []
+
+
 # ---- node config files
 
 

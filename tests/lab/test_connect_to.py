@@ -40,9 +40,13 @@ def test_connect_to_comes_up_with_every_session_established(connect_to: tuple[Cl
     _, _, up = connect_to
     assert up["established"] is True and up["profile"] == "fast"
     sessions = up["sessions"]
-    assert len(sessions) == 14 and {s["state"] for s in sessions} == {"established"}
+    # ce1, ce2: 3 each; each MSEE: 2 toward its CE, 2 toward the gateway's two instances; the
+    # gateway: 2 per MSEE, one per instance.
+    assert len(sessions) == 18 and {s["state"] for s in sessions} == {"established"}
     by_node = {(s["node"], s["neighbor"]): s for s in sessions}
     assert by_node[("contoso-ams-msee1", "192.168.100.129")]["peering"] == "private"
+    assert {(s["neighbor"], s["instance"]) for s in sessions if s["node"] == "hub-gw"} == {
+        ("169.254.0.1", 0), ("169.254.128.1", 1), ("169.254.0.5", 0), ("169.254.128.5", 1)}
     assert by_node[("ce1", "192.168.100.130")]["remote_as"] == 12076
 
 

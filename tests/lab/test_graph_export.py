@@ -433,7 +433,9 @@ def expected_from_file(data: dict[str, Any]) -> Expected:
         attached = [m for c in spec["connections"] for m in msees[c["circuit"]]]
         for k, msee in enumerate(attached, start=1):
             generated.add(frozenset((f"{msee}:vnet1", f"{gw}:m{k}")))
-            pooled.append((f"{msee}:vnet1", f"{gw}:m{k}", "169.254.0.0/16"))
+            # One /30 for each of the gateway's two instances (docs/lab.md).
+            pooled.append((f"{msee}:vnet1", f"{gw}:m{k}", "169.254.0.0/17"))
+            pooled.append((f"{msee}:vnet1", f"{gw}:m{k}", "169.254.128.0/17"))
         for h, (host, address) in enumerate((spec.get("hosts") or {}).items(), start=1):
             generated.add(frozenset((f"{host}:eth0", f"{gw}:h{h}")))  # a port of the VNet bridge
             bridged.add(f"{gw}:h{h}")
@@ -474,7 +476,7 @@ def test_export_cli_output_matches_the_topology_file(topology: Path, tmp_path: P
     nodes = clab["topology"]["nodes"]
     assert set(nodes) == set(want.kinds)
     on_pool = {end for a, b, _ in want.pooled for end in (a, b)}
-    pooled: dict[str, ipaddress.IPv4Interface | ipaddress.IPv6Interface] = {}
+    pooled: dict[str, list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]] = {}
     for name, kind in want.kinds.items():
         entry = nodes[name]
         assert entry["kind"] == "linux" and entry["labels"]["bgplab.kind"] == kind, name
@@ -483,17 +485,17 @@ def test_export_cli_output_matches_the_topology_file(topology: Path, tmp_path: P
         for line in added:
             _, _, _, cidr, _, iface = line.split()
             if f"{name}:{iface}" in on_pool:
-                assert f"{name}:{iface}" not in pooled, line
-                pooled[f"{name}:{iface}"] = ipaddress.ip_interface(cidr)
+                pooled.setdefault(f"{name}:{iface}", []).append(ipaddress.ip_interface(cidr))
         assert {line for line in added if f"{name}:{line.split()[-1]}" not in on_pool} == want.addresses[name], name
         assert {line for line in lines if line.startswith("ip route replace 0.0.0.0/0")} == want.routes[name], name
         ports = {line.split()[3] for line in lines if line.startswith("ip link set") and line.endswith("master vnet")}
         assert ports == {end.split(":")[1] for end in want.bridged if end.startswith(f"{name}:")}, name
     subnets = []
-    for a, b, pool in want.pooled:  # both ends in one /30 of the pool, two hosts apart, no /30 twice
-        assert pooled[a].network == pooled[b].network and pooled[a].network.prefixlen == 30, (a, b)
-        assert pooled[a].network.subnet_of(ipaddress.ip_network(pool)) and pooled[a].ip != pooled[b].ip  # type: ignore[arg-type]
-        subnets.append(pooled[a].network)
+    for a, b, pool in want.pooled:  # both ends in one /30 of each pool, two hosts apart, no /30 twice
+        [end_a] = [i for i in pooled[a] if i.network.subnet_of(ipaddress.ip_network(pool))]  # type: ignore[arg-type]
+        [end_b] = [i for i in pooled[b] if i.network.subnet_of(ipaddress.ip_network(pool))]  # type: ignore[arg-type]
+        assert end_a.network == end_b.network and end_a.network.prefixlen == 30 and end_a.ip != end_b.ip, (a, b)
+        subnets.append(end_a.network)
     assert len(set(subnets)) == len(subnets)
     links = [tuple(link["endpoints"]) for link in clab["topology"]["links"]]
     assert len(links) == len(want.file_links) + len(want.generated)

@@ -416,7 +416,7 @@ def check_lab(lab: Lab, edges: list[str], vnet: str, ce_prefix: str, sessions: i
 @pytest.mark.timeout(300)
 def test_bird_lab_forwards_packets_between_the_vnet_and_on_premises(bird_lab: Lab) -> None:
     cli, name, up = bird_lab
-    routes = check_lab(bird_lab, ["ce1", "ce2"], "10.120.0.0/16", "10.21.0.0/16", sessions=14)
+    routes = check_lab(bird_lab, ["ce1", "ce2"], "10.120.0.0/16", "10.21.0.0/16", sessions=18)
 
     def bfd_up() -> list[dict[str, Any]]:
         rows = [r for r in cli.json("status", "--lab", name)["sessions"] if r["node"] in ("ce1", "ce2")
@@ -469,7 +469,7 @@ def test_bird_session_flaps_are_counted(bird_lab: Lab) -> None:
 @pytest.mark.timeout(300)
 def test_gobgp_lab_is_up_with_its_policies(gobgp_lab: Lab) -> None:
     cli, name, up = gobgp_lab
-    routes = check_lab(gobgp_lab, ["ce1", "ce2"], "10.130.0.0/16", "10.31.0.0/16", sessions=10)
+    routes = check_lab(gobgp_lab, ["ce1", "ce2"], "10.130.0.0/16", "10.31.0.0/16", sessions=14)
     assert {r["bfd"] for r in up["sessions"] if r["node"] in ("ce1", "ce2")} == {None}
     from_ce2 = [r for r in routes["ce1"] if r["network"] == "10.130.0.0/16" and r["source"] == "10.0.31.2"]
     assert from_ce2 and from_ce2[0]["next_hop"] == "10.0.31.2"  # next-hop-self on iBGP
@@ -490,7 +490,7 @@ def test_gobgp_lab_is_up_with_its_policies(gobgp_lab: Lab) -> None:
 @pytest.mark.timeout(300)
 def test_exabgp_lab_is_up_as_one_ce_on_both_links(exabgp_lab: Lab) -> None:
     cli, name, up = exabgp_lab
-    routes = check_lab(exabgp_lab, ["ce1", "ce1"], "10.140.0.0/16", "10.41.0.0/16", sessions=8)
+    routes = check_lab(exabgp_lab, ["ce1", "ce1"], "10.140.0.0/16", "10.41.0.0/16", sessions=12)
     vnet = [r for r in routes["ce1"] if r["network"] == "10.140.0.0/16"]
     assert sorted(r["source"] for r in vnet) == ["192.168.130.2", "192.168.130.6"]
     assert [r["best"] for r in vnet] == [True, False]

@@ -85,14 +85,17 @@ def test_lab_namespaces(lab: LabPlan) -> None:
         "onprem", "onprem", addresses=(("eth1", "10.1.1.10/24"),), routes=(("0.0.0.0/0", "10.1.1.1"),)
     )
     assert ns[f"{MSEE1}.private"] == Namespace(
-        f"{MSEE1}.private", MSEE1, addresses=(("eth1.100", "192.168.100.130/30"), ("vnet1", "169.254.0.1/30")),
+        # toward the gateway: a /30 for each of its two instances, the same offset in each pool
+        f"{MSEE1}.private", MSEE1, addresses=(("eth1.100", "192.168.100.130/30"), ("vnet1", "169.254.0.1/30"),
+                                              ("vnet1", "169.254.128.1/30")),
         forwarding=True,
     )  # fmt: skip
     assert ns[f"{MSEE1}.microsoft"] == Namespace(
         f"{MSEE1}.microsoft", MSEE1, addresses=(("eth1.200", "198.51.100.2/30"),), forwarding=True
     )
     assert ns[f"{MSEE2}.private"] == Namespace(
-        f"{MSEE2}.private", MSEE2, addresses=(("eth1.100", "192.168.100.134/30"), ("vnet1", "169.254.0.5/30")),
+        f"{MSEE2}.private", MSEE2, addresses=(("eth1.100", "192.168.100.134/30"), ("vnet1", "169.254.0.5/30"),
+                                              ("vnet1", "169.254.128.5/30")),
         forwarding=True,
     )  # fmt: skip
     assert ns[f"{MSEE2}.microsoft"] == Namespace(
@@ -103,7 +106,9 @@ def test_lab_namespaces(lab: LabPlan) -> None:
         "hub-gw",
         addresses=(
             ("m1", "169.254.0.2/30"),
+            ("m1", "169.254.128.2/30"),
             ("m2", "169.254.0.6/30"),
+            ("m2", "169.254.128.6/30"),
             ("vnet", "10.100.0.1/16"),
             ("inet", "192.0.2.2/30"),
         ),
@@ -205,8 +210,7 @@ def test_lab_ce_intents(lab: LabPlan) -> None:
 
 
 def test_lab_msee_and_gateway_specs(lab: LabPlan) -> None:
-    for msee, side, gw, local in ((MSEE1, "primary", "169.254.0.2", "169.254.0.1"),
-                                  (MSEE2, "secondary", "169.254.0.6", "169.254.0.5")):  # fmt: skip
+    for msee, side, gw, local in ((MSEE1, "primary", ".2", ".1"), (MSEE2, "secondary", ".6", ".5")):
         assert lab.nodes[msee].spec == {
             "kind": "msee",
             "name": msee,
@@ -215,7 +219,9 @@ def test_lab_msee_and_gateway_specs(lab: LabPlan) -> None:
             "side": side,
             "rules": RULES,
             "peerings": {
-                "private": {"netns": f"{msee}.private", "gateways": [{"address": gw, "local_address": local}]},
+                "private": {"netns": f"{msee}.private", "gateways": [  # one session per gateway instance
+                    {"address": f"169.254.0{gw}", "local_address": f"169.254.0{local}"},
+                    {"address": f"169.254.128{gw}", "local_address": f"169.254.128{local}"}]},
                 "microsoft": {"netns": f"{msee}.microsoft"},
             },
         }
@@ -227,8 +233,14 @@ def test_lab_msee_and_gateway_specs(lab: LabPlan) -> None:
         "netns": "hub-gw",
         "internet": ["192.0.2.1"],
         "neighbors": [
-            {"address": "169.254.0.1", "circuit": "contoso-ams", "side": "primary", "local_address": "169.254.0.2"},
-            {"address": "169.254.0.5", "circuit": "contoso-ams", "side": "secondary", "local_address": "169.254.0.6"},
+            {"address": "169.254.0.1", "circuit": "contoso-ams", "side": "primary", "local_address": "169.254.0.2",
+             "instance": 0},
+            {"address": "169.254.128.1", "circuit": "contoso-ams", "side": "primary",
+             "local_address": "169.254.128.2", "instance": 1},
+            {"address": "169.254.0.5", "circuit": "contoso-ams", "side": "secondary", "local_address": "169.254.0.6",
+             "instance": 0},
+            {"address": "169.254.128.5", "circuit": "contoso-ams", "side": "secondary",
+             "local_address": "169.254.128.6", "instance": 1},
         ],
     }
 
@@ -361,11 +373,14 @@ def test_two_circuits_number_attachments_in_file_order_and_vnets_share_a_circuit
         (Endpoint("vm2", "eth0"), Endpoint("spoke-gw", "h2"), "vm2:eth0"),
     ]
     assert lab.namespaces["lon-msee2.private"].addresses == (
-        ("eth1.20", "192.168.2.6/30"), ("vnet1", "169.254.0.13/30"), ("vnet2", "169.254.0.21/30"),
+        ("eth1.20", "192.168.2.6/30"), ("vnet1", "169.254.0.13/30"), ("vnet1", "169.254.128.13/30"),
+        ("vnet2", "169.254.0.21/30"), ("vnet2", "169.254.128.21/30"),
     )  # fmt: skip
     assert lab.nodes["lon-msee2"].spec["peerings"]["private"]["gateways"] == [
         {"address": "169.254.0.14", "local_address": "169.254.0.13"},
+        {"address": "169.254.128.14", "local_address": "169.254.128.13"},
         {"address": "169.254.0.22", "local_address": "169.254.0.21"},
+        {"address": "169.254.128.22", "local_address": "169.254.128.21"},
     ]
     spoke = lab.namespaces["spoke-gw"]
     assert spoke.bridges == (("vnet", ("h1", "h2")),)

@@ -27,11 +27,14 @@ from bgplab.lab.topology.schema import TopologyFile, VNetSpec
 from bgplab.source import Source
 
 INTERNET_NODE = "azure-internet"
-GATEWAY_LINK_POOL = ipaddress.IPv4Network("169.254.0.0/16")
-"""MSEE-to-gateway links: one /30 each, MSEE on the first host, gateway on the second."""
-GATEWAY_LINK_POOL6 = ipaddress.IPv6Network("fd00:a9fe::/64")
+GATEWAY_LINK_POOLS = (ipaddress.IPv4Network("169.254.0.0/17"), ipaddress.IPv4Network("169.254.128.0/17"))
+"""MSEE-to-gateway links, one pool per gateway instance (Azure's gateway is two): each link holds a
+/30 of each, the MSEE on the first host, the instance on the second (169.254.0.1 and .2 for instance
+0 of the first link, 169.254.128.1 and .2 for instance 1)."""
+GATEWAY_LINK_POOLS6 = (ipaddress.IPv6Network("fd00:a9fe::/64"), ipaddress.IPv6Network("fd00:a9fe:0:1::/64"))
 """The same links' IPv6 (a /126 each, same order), where the VNet and the circuit's private peering
 both have IPv6: a ULA block (a9fe is 169.254), clear of the documentation ranges labs use."""
+GATEWAY_INSTANCES = 2
 INTERNET_LINK_POOL = ipaddress.IPv4Network("192.0.2.0/24")
 """Gateway-to-internet-edge links: one /30 each, the edge on the first host, the gateway on the second."""
 
@@ -381,8 +384,8 @@ class Expander:
         if self.er is None or self.model is None:
             return
         model = self.model
-        pool = _Pool(GATEWAY_LINK_POOL, "MSEE-gateway links")
-        pool6 = _Pool(GATEWAY_LINK_POOL6, "MSEE-gateway links")
+        pools = [_Pool(block, "MSEE-gateway links") for block in GATEWAY_LINK_POOLS]
+        pools6 = [_Pool(block, "MSEE-gateway links") for block in GATEWAY_LINK_POOLS6]
         gateways: list[str] = []
         for vname, vspec in self.er.vnets.items():
             vnet = model.vnets[vname]
@@ -413,20 +416,22 @@ class Expander:
                         f"the link from {msee} to the gateway of VNet {vname}",
                     )  # fmt: skip
                     spot = f"{path}.connections[{c}]"
-                    for block in (pool, pool6) if dual else (pool,):
-                        subnet = block.take(self.src, spot)
-                        msee_address, gw_address = subnet[1], subnet[2]
-                        self._assign(msee_ns, f"vnet{j}", _iface(msee_address, block.prefixlen), spot,
-                                     note=f"{msee}'s end toward {gw}")
-                        self._assign(gw, f"m{k}", _iface(gw_address, block.prefixlen), spot,
-                                     note=f"{gw}'s end toward {msee}")
-                        self.specs[msee]["peerings"][str(PeeringType.PRIVATE)]["gateways"].append(
-                            {"address": str(gw_address), "local_address": str(msee_address)}
-                        )
-                        neighbors.append({
-                            "address": str(msee_address), "circuit": connection.circuit, "side": str(side),
-                            "local_address": str(gw_address),
-                        })  # fmt: skip
+                    for instance in range(GATEWAY_INSTANCES):
+                        blocks = (pools[instance], pools6[instance]) if dual else (pools[instance],)
+                        for block in blocks:
+                            subnet = block.take(self.src, spot)
+                            msee_address, gw_address = subnet[1], subnet[2]
+                            self._assign(msee_ns, f"vnet{j}", _iface(msee_address, block.prefixlen), spot,
+                                         note=f"{msee}'s end toward instance {instance} of {gw}")
+                            self._assign(gw, f"m{k}", _iface(gw_address, block.prefixlen), spot,
+                                         note=f"{gw}'s instance {instance} end toward {msee}")
+                            self.specs[msee]["peerings"][str(PeeringType.PRIVATE)]["gateways"].append(
+                                {"address": str(gw_address), "local_address": str(msee_address)}
+                            )
+                            neighbors.append({
+                                "address": str(msee_address), "circuit": connection.circuit, "side": str(side),
+                                "local_address": str(gw_address), "instance": instance,
+                            })  # fmt: skip
             self._vms(vname, vspec, gw_ns)
         if self.internet:
             self._internet_edge(gateways)
