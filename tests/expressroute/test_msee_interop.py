@@ -258,7 +258,11 @@ def test_microsoft_peering_advertises_nothing_until_a_filter_is_attached(lab: Ci
     assert not [r for r in lab.ces["ce1"].received_routes().values() if r.peer == MSEE1_MICROSOFT]
     catalogue = load_catalogue()
     exchange = 0x2F2C1392  # 12076:5010
-    expected = {str(p.prefix) for p in catalogue.prefixes if exchange in p.communities and p.prefix.version == 4}
+    # A Standard circuit in West Europe: the Exchange Online prefixes of Europe's regions only.
+    europe = {key for key, region in catalogue.regions.items() if region.geo == "europe"}
+    expected = {str(p.prefix) for p in catalogue.prefixes
+                if exchange in p.communities and p.prefix.version == 4 and p.region in europe}
+    assert expected and {"198.18.0.0/24", "198.18.16.0/24", "198.18.64.0/24"} == expected
     msee1.call("route-filter", name="exchange")
     try:
         def from_msee() -> dict[str, Any]:
