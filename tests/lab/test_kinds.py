@@ -98,6 +98,29 @@ def test_a_password_the_config_cannot_hold_is_refused_without_showing_it(module:
     assert password not in str(caught.value)
 
 
+def test_gobgp_and_exabgp_send_each_msee_only_its_peerings_list(tmp_path: Path) -> None:
+    """GoBGP: an export statement per MSEE session rejecting whatever its prefix set does not hold
+    (the set inverted), and an import statement refusing the default route; gobgpd's own parser
+    takes it. ExaBGP, which announces only its own prefixes: each MSEE block holds its list's."""
+    msee4, msee6, ibgp = CE_INTENT["neighbors"]
+    intent = {**CE_INTENT, "announce": [*CE_INTENT["announce"], "10.64.1.0/24", "192.0.2.0/24"], "neighbors": [
+        {**msee4, "export": ["10.1.0.0/16", "10.64.0.0/14+"]}, {**msee6, "export": []},
+        {**ibgp, "local_address": "10.0.12.2"}]}
+    text = gobgp.render_intent("ce2", intent, FAST)
+    gobgp.check_config(written(tmp_path, "gobgpd.toml", text))
+    assert ('    ip-prefix = "10.1.0.0/16"\n    masklength-range = "16..16"' in text
+            and '    ip-prefix = "10.64.0.0/14"\n    masklength-range = "14..32"' in text)
+    assert text.count('match-set-options = "invert"') == 1  # msee6 has nothing to send: rejected outright
+    assert text.count('route-disposition = "reject-route"') == 4  # two out, two in (the defaults)
+    assert 'import-policy-list = ["bgplab-in"]' in text
+    text = exabgp.render_intent("ce2", intent, FAST)
+    block = text[text.index("neighbor 192.168.100.134"):]
+    block = block[: block.index("\n}")]
+    assert "route 10.1.0.0/16" in block and "route 10.64.1.0/24" in block and "192.0.2.0" not in block
+    v6 = text[text.index("neighbor 2001:db8:100::6"):]
+    assert "static" not in v6[: v6.index("\n}")]
+
+
 def test_a_password_with_quotes_is_escaped_for_gobgp(tmp_path: Path) -> None:
     intent = {**CE_INTENT, "neighbors": [{**CE_INTENT["neighbors"][0], "md5": 'a"b\\c'}]}
     text = gobgp.render_intent("ce2", intent, FAST)

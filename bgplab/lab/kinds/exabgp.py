@@ -44,7 +44,7 @@ from typing import Any
 
 from bgplab import programs
 from bgplab.expressroute.profile import CeTimers, profile
-from bgplab.lab.kinds import ConfigCheckError, Kind, register
+from bgplab.lab.kinds import ConfigCheckError, Kind, register, router
 from bgplab.lab.kinds.router import (
     Neighbor,
     Route,
@@ -453,6 +453,8 @@ def render_intent(name: str, intent: dict[str, Any], timers: CeTimers | None) ->
         # n["bfd"] is ignored: ExaBGP has no BFD.
         path = [asn] * (int(n.get("prepend") or 0) + (0 if int(n["asn"]) == asn else 1))
         routes = [p for p in intent.get("announce", []) if f"ipv{ipaddress.ip_network(p).version}" in families]
+        if n.get("role") == "msee":  # exactly what the peering is meant to carry (topology.intent)
+            routes = [p for p in routes if router.exported(p, n.get("export", []))]
         if routes and not n.get("local_address"):
             raise ConfigCheckError(f"{name}: ExaBGP announces with next-hop self, which needs its own address toward "
                                    f"{n['address']}, and none is known (the neighbour is on none of {name}'s subnets)")

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from bgplab.expressroute.profile import CeTimers, profile
-from bgplab.lab.kinds import ConfigCheckError, Kind, register
+from bgplab.lab.kinds import ConfigCheckError, Kind, register, router
 from bgplab.lab.kinds.router import STATES, Neighbor, RouterNode, Run, address_key, check_family, family_of, host_run
 from bgplab.lab.plan import LabPlan, Node
 from bgplab.lab.runtime import Runtime
@@ -302,9 +302,12 @@ def render_intent(name: str, intent: dict[str, Any], timers: CeTimers | None) ->
     prepends = sorted({int(n["prepend"]) for n in neighbors if n.get("prepend")})
     for count in prepends:
         sets.append((f"prepend-{count}", [n["address"] for n in neighbors if int(n.get("prepend") or 0) == count]))
+    msees = [n for n in neighbors if n.get("role") == "msee"]
+    sets += [(f"msee-{i}", [n["address"]]) for i, n in enumerate(msees)]
     for set_name, members in sets:
         lines += ["[[defined-sets.neighbor-sets]]", f"  neighbor-set-name = {q(set_name)}",
                   f"  neighbor-info-list = [{', '.join(q(a) for a in members)}]"]
+    lines += _msee_prefix_sets(msees)
     # One export policy; its statements set no disposition, so each one that matches applies its
     # action and evaluation goes on (the neighbour set of an export statement is the receiving peer).
     lines += ["", "[[policy-definitions]]", f"  name = {q('bgplab-out')}"]
@@ -318,11 +321,47 @@ def render_intent(name: str, intent: dict[str, Any], timers: CeTimers | None) ->
                   f"      neighbor-set = {q(f'prepend-{count}')}",
                   "    [policy-definitions.statements.actions.bgp-actions.set-as-path-prepend]",
                   f"      as = {q(str(asn))}", f"      repeat-n = {count}"]
-    if not ibgp and not prepends:
+    # Each MSEE session carries out exactly its peering's list; the statement rejects the rest.
+    for i, n in enumerate(msees):
+        lines += ["  [[policy-definitions.statements]]", f"    name = {q(f'to-msee-{i}')}",
+                  "    [policy-definitions.statements.conditions.match-neighbor-set]",
+                  f"      neighbor-set = {q(f'msee-{i}')}"]
+        if n.get("export"):
+            lines += ["    [policy-definitions.statements.conditions.match-prefix-set]",
+                      f"      prefix-set = {q(f'to-msee-{i}')}", '      match-set-options = "invert"']
+        lines += ["    [policy-definitions.statements.actions]", '      route-disposition = "reject-route"']
+    if msees:  # and no default route taken from Azure
+        lines += ["", "[[policy-definitions]]", f"  name = {q('bgplab-in')}"]
+        for i, _ in enumerate(msees):
+            lines += ["  [[policy-definitions.statements]]", f"    name = {q(f'from-msee-{i}')}",
+                      "    [policy-definitions.statements.conditions.match-neighbor-set]",
+                      f"      neighbor-set = {q(f'msee-{i}')}",
+                      "    [policy-definitions.statements.conditions.match-prefix-set]",
+                      f"      prefix-set = {q(f'default-msee-{i}')}",
+                      "    [policy-definitions.statements.actions]", '      route-disposition = "reject-route"']
+    if not ibgp and not prepends and not msees:
         return "\n".join(lines[: lines.index("[[policy-definitions]]") - 1]) + "\n"
     lines += ["", "[global.apply-policy.config]", f"  export-policy-list = [{q('bgplab-out')}]",
               '  default-export-policy = "accept-route"', '  default-import-policy = "accept-route"']
+    if msees:
+        lines.append(f"  import-policy-list = [{q('bgplab-in')}]")
     return "\n".join(lines) + "\n"
+
+
+def _msee_prefix_sets(msees: list[dict[str, Any]]) -> list[str]:
+    """Per MSEE session: its export list (topology.intent) and its family's default route."""
+    lines: list[str] = []
+    for i, n in enumerate(msees):
+        default = "::/0" if "ipv6" in n.get("families", ["ipv4"]) else "0.0.0.0/0"
+        for name, entries in ((f"to-msee-{i}", n.get("export", [])), (f"default-msee-{i}", [default])):
+            if not entries:
+                continue
+            lines += ["[[defined-sets.prefix-sets]]", f"  prefix-set-name = {_toml(name)}"]
+            for entry in entries:
+                prefix, low, high = router.prefix_bounds(entry)
+                lines += ["  [[defined-sets.prefix-sets.prefix-list]]", f"    ip-prefix = {_toml(prefix)}",
+                          f"    masklength-range = {_toml(f'{low}..{high}')}"]
+    return lines
 
 
 

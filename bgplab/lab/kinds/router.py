@@ -17,7 +17,7 @@ import ipaddress
 import re
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -59,6 +59,24 @@ def address_key(address: str) -> tuple[int, int]:
     """Sessions sorted by neighbour address: IPv4 first, numerically."""
     ip = ipaddress.ip_address(address)
     return ip.version, int(ip)
+
+
+def exported(prefix: str, entries: Iterable[str]) -> bool:
+    """Whether a prefix passes an MSEE session's export list (bgplab.lab.topology.intent): equal to
+    an entry, or inside one written with a trailing "+" (that prefix and its more specifics)."""
+    network = ipaddress.ip_network(prefix)
+    for entry in entries:
+        block = ipaddress.ip_network(entry.rstrip("+"))
+        if network == block or (entry.endswith("+") and network.version == block.version
+                                and network.subnet_of(block)):  # type: ignore[arg-type]
+            return True
+    return False
+
+
+def prefix_bounds(entry: str) -> tuple[str, int, int]:
+    """An export entry as (prefix, shortest, longest length) for a prefix list: "+" reaches /32 (/128)."""
+    network = ipaddress.ip_network(entry.rstrip("+"))
+    return str(network), network.prefixlen, network.max_prefixlen if entry.endswith("+") else network.prefixlen
 
 
 def check_family(family: str) -> None:
