@@ -29,6 +29,22 @@ _LINE_LIMIT = 1 << 20
 _HISTORY = 10000
 
 
+def flag(args: Mapping[str, Any], name: str, *, default: bool | None = None) -> bool:
+    """A request's true/false argument; anything else is refused (the reply names the argument)."""
+    value = args.get(name, default)
+    if not isinstance(value, bool):
+        raise ValueError(f"{name}: expected true or false")
+    return value
+
+
+def integer(args: Mapping[str, Any], name: str) -> int:
+    """A request's whole-number argument (a JSON true is not one)."""
+    value = args.get(name)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"{name}: expected a whole number, not {value!r}")
+    return value
+
+
 class ControlError(RuntimeError):
     """A request the node refused, or a node that cannot be reached; the message says which."""
 

@@ -34,7 +34,7 @@ from bgplab.bgp.wire.attributes import PathAttributes
 from bgplab.bgp.wire.constants import Origin
 from bgplab.bgp.wire.nlri import parse_prefix, prefix_text
 from bgplab.bgp.wire.update import IPV4_UNICAST, IPV6_UNICAST, Family
-from bgplab.expressroute import effective
+from bgplab.expressroute import control, effective
 from bgplab.expressroute.control import EventHub, Handler
 from bgplab.expressroute.model import AZURE_ASN, GATEWAY_ASN, Model, Side
 from bgplab.expressroute.services import Catalogue, load_catalogue
@@ -179,20 +179,25 @@ class Gateway:
         self._note("weight", circuit=circuit, weight=weight, text=f"connection to {circuit}: weight {weight}")
         self._dirty.set()
 
+    async def _sync_peers(self) -> None:
+        """The speaker's MSEE sessions made what the connections and instances in force call for:
+        one per neighbour, but those of a deleted connection or an instance in maintenance."""
+        assert self.speaker is not None
+        for address, neighbor in self.neighbors.items():
+            wanted = neighbor.circuit not in self.disconnected and neighbor.instance not in self.in_maintenance
+            if wanted and address not in self.speaker.peers:
+                self.speaker.add_peer(self._peer_config(address, neighbor))
+            elif not wanted and address in self.speaker.peers:
+                await self.speaker.remove_peer(address)
+
     async def set_connection(self, circuit: str, connected: bool) -> None:
         """Delete the VNet's connection to a circuit (its sessions with that circuit's MSEEs end,
         Cease, and its routes leave the effective routes), or create it again."""
         self._connected(circuit)
         if self.speaker is None or connected == (circuit not in self.disconnected):
             return
-        for address, neighbor in self.neighbors.items():
-            if neighbor.circuit != circuit or neighbor.instance in self.in_maintenance:
-                continue
-            if connected:
-                self.speaker.add_peer(self._peer_config(address, neighbor))
-            else:
-                await self.speaker.remove_peer(address)
         (self.disconnected.discard if connected else self.disconnected.add)(circuit)
+        await self._sync_peers()
         state = "connected" if connected else "disconnected"
         self._note("connection", circuit=circuit, connected=connected, text=f"connection to {circuit} {state}")
         self._dirty.set()
@@ -205,14 +210,8 @@ class Gateway:
             raise ValueError(f"instance {instance}: this gateway has instances {', '.join(map(str, instances))}")
         if self.speaker is None or on == (instance in self.in_maintenance):
             return
-        for address, neighbor in self.neighbors.items():
-            if neighbor.instance != instance or neighbor.circuit in self.disconnected:
-                continue
-            if on:
-                await self.speaker.remove_peer(address)
-            else:
-                self.speaker.add_peer(self._peer_config(address, neighbor))
         (self.in_maintenance.add if on else self.in_maintenance.discard)(instance)
+        await self._sync_peers()
         self._note("maintenance", instance=instance, on=on,
                    text=f"instance {instance} {'in maintenance' if on else 'back from maintenance'}")
         # The routes leave the instance before it goes (the caller then takes its addresses away).
@@ -420,21 +419,15 @@ class Gateway:
             return route.rows() if route is not None else []
 
         async def weight(args: Mapping[str, Any]) -> Any:
-            self.set_weight(str(args.get("circuit", "")), _integer(args, "weight"))
+            self.set_weight(str(args.get("circuit", "")), control.integer(args, "weight"))
             return self.status()
 
         async def connection(args: Mapping[str, Any]) -> Any:
-            connected = args.get("connected")
-            if not isinstance(connected, bool):
-                raise ValueError("connected: expected true or false")
-            await self.set_connection(str(args.get("circuit", "")), connected)
+            await self.set_connection(str(args.get("circuit", "")), control.flag(args, "connected"))
             return self.status()
 
         async def maintenance(args: Mapping[str, Any]) -> Any:
-            on = args.get("on")
-            if not isinstance(on, bool):
-                raise ValueError("on: expected true or false")
-            await self.set_maintenance(_integer(args, "instance"), on)
+            await self.set_maintenance(control.integer(args, "instance"), control.flag(args, "on"))
             return self.status()
 
         return {
@@ -447,10 +440,3 @@ class Gateway:
             "connection": connection,
             "maintenance": maintenance,
         }
-
-
-def _integer(args: Mapping[str, Any], key: str) -> int:
-    value = args.get(key)
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ValueError(f"{key}: expected a whole number, not {value!r}")
-    return value

@@ -30,7 +30,7 @@ from bgplab.bgp.rib import DecisionOptions
 from bgplab.bgp.routesyntax import community_text
 from bgplab.bgp.speaker import Speaker
 from bgplab.bgp.wire.update import IPV4_UNICAST, IPV6_UNICAST, Family
-from bgplab.expressroute import rules
+from bgplab.expressroute import control, rules
 from bgplab.expressroute.control import EventHub, Handler
 from bgplab.expressroute.model import AZURE_ASN, GATEWAY_ASN, Model, Peering, PeeringType, Side
 from bgplab.expressroute.services import Catalogue, load_catalogue
@@ -424,15 +424,15 @@ class Msee:
             return self.routes(peering, direction, str(args.get("family", "ipv4")))
 
         async def drain(args: Mapping[str, Any]) -> Any:
-            await self.set_drain(_flag(args, "on"))
+            await self.set_drain(control.flag(args, "on"))
             return self.status()
 
         async def peering(args: Mapping[str, Any]) -> Any:
-            await self.set_peering_enabled(str(args.get("peering", "")), _flag(args, "enabled"))
+            await self.set_peering_enabled(str(args.get("peering", "")), control.flag(args, "enabled"))
             return self.status()
 
         async def gateway(args: Mapping[str, Any]) -> Any:
-            await self.set_gateway(str(args.get("address", "")), _flag(args, "connected"))
+            await self.set_gateway(str(args.get("address", "")), control.flag(args, "connected"))
             return self.status()
 
         async def route_filter(args: Mapping[str, Any]) -> Any:
@@ -444,7 +444,7 @@ class Msee:
             await self.fault(
                 str(args.get("peering", "private")),
                 str(args.get("kind", "")),
-                _flag(args, "on", default=True),
+                control.flag(args, "on", default=True),
                 int(args.get("code", 6)),
                 int(args.get("subcode", 2)),
             )
@@ -460,10 +460,3 @@ class Msee:
             "gateway": gateway,
             "fault": fault,
         }
-
-
-def _flag(args: Mapping[str, Any], name: str, *, default: bool | None = None) -> bool:
-    value = args.get(name, default)
-    if not isinstance(value, bool):
-        raise ValueError(f"{name}: expected true or false")
-    return value

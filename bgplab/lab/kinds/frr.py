@@ -40,6 +40,7 @@ from bgplab.lab.kinds.router import (
     check_family,
     family_of,
     host_run,
+    prefix_bounds,
     valid_bfd_timers,
 )
 
@@ -446,9 +447,10 @@ def _prefix_lists(neighbors: list[dict[str, Any]]) -> list[str]:
     which would draw on-premises traffic bound for the internet into the circuit."""
     lines: dict[str, list[str]] = {}
     for n in (n for n in neighbors if n.get("role") == "msee"):
-        ip, top = ("ipv6", 128) if _v6(n) else ("ip", 32)
+        ip = "ipv6" if _v6(n) else "ip"
         out = _export_list(n)
-        entries = [f"permit {p[:-1]} le {top}" if p.endswith("+") else f"permit {p}" for p in n["export"]] or [
+        bounds = [prefix_bounds(p) for p in n["export"]]
+        entries = [f"permit {prefix}" + (f" le {high}" if high > low else "") for prefix, low, high in bounds] or [
             "deny any"]
         lines[out] = [f"{ip} prefix-list {out} seq {5 * i} {e}" for i, e in enumerate(entries, start=1)]
         default = "::/0" if _v6(n) else "0.0.0.0/0"

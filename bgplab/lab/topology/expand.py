@@ -34,7 +34,6 @@ GATEWAY_LINK_POOLS = (ipaddress.IPv4Network("169.254.0.0/17"), ipaddress.IPv4Net
 GATEWAY_LINK_POOLS6 = (ipaddress.IPv6Network("fd00:a9fe::/64"), ipaddress.IPv6Network("fd00:a9fe:0:1::/64"))
 """The same links' IPv6 (a /126 each, same order), where the VNet and the circuit's private peering
 both have IPv6: a ULA block (a9fe is 169.254), clear of the documentation ranges labs use."""
-GATEWAY_INSTANCES = 2
 INTERNET_LINK_POOL = ipaddress.IPv4Network("192.0.2.0/24")
 """Gateway-to-internet-edge links: one /30 each, the edge on the first host, the gateway on the second."""
 
@@ -416,7 +415,7 @@ class Expander:
                         f"the link from {msee} to the gateway of VNet {vname}",
                     )  # fmt: skip
                     spot = f"{path}.connections[{c}]"
-                    for instance in range(GATEWAY_INSTANCES):
+                    for instance in range(len(GATEWAY_LINK_POOLS)):
                         blocks = (pools[instance], pools6[instance]) if dual else (pools[instance],)
                         for block in blocks:
                             subnet = block.take(self.src, spot)
